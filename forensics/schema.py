@@ -1,0 +1,285 @@
+"""The table contract: one pyarrow schema per table, and the helpers that hold every
+DataFrame to it.
+
+Scripts outside this code read these table and column names (see DESIGN.md), so they are
+declared once, here, and every parser's output passes through :func:`conform`. Parsers
+produce only their own columns; the pipeline adds the common ones (bundle_id, round,
+captured_at, source) so that no parser needs to know where its bytes came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+TS = pa.timestamp("ns", tz="UTC")
+#: Low-cardinality text columns: dictionary-encoded in Parquet, plain strings in pandas.
+CAT = pa.dictionary(pa.int32(), pa.string())
+
+COMMON: list[tuple[str, pa.DataType]] = [
+    ("bundle_id", CAT),
+    ("round", pa.int64()),
+    ("captured_at", TS),
+    ("source", CAT),
+]
+
+_TABLES: dict[str, list[tuple[str, pa.DataType]]] = {
+    "artifacts": [
+        ("path", pa.string()),
+        ("kind", CAT),
+        ("pid", pa.int64()),
+        ("bytes", pa.int64()),
+        ("status", CAT),
+        ("message", pa.string()),
+        ("time_source", CAT),
+    ],
+    "stacks": [
+        ("stack_id", pa.int64()),
+        ("depth", pa.int32()),
+        ("function", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        ("inlined", pa.bool_()),
+        ("frame_class", CAT),
+        ("module", CAT),
+    ],
+    "heap_samples": [
+        ("sample_id", pa.int64()),
+        ("stack_id", pa.int64()),
+        ("alloc_objects", pa.int64()),
+        ("alloc_space", pa.int64()),
+        ("inuse_objects", pa.int64()),
+        ("inuse_space", pa.int64()),
+        ("block_bytes", pa.int64()),
+    ],
+    "heap_profiles": [
+        ("format", CAT),
+        ("period", pa.int64()),
+        ("period_type", CAT),
+        ("sample_types", pa.string()),
+        ("time_nanos", pa.int64()),
+        ("duration_nanos", pa.int64()),
+        ("samples", pa.int64()),
+        ("total_inuse_space", pa.int64()),
+        ("total_inuse_objects", pa.int64()),
+    ],
+    "goroutines": [
+        ("goroutine_id", pa.int64()),
+        ("count", pa.int64()),
+        ("state", CAT),
+        ("wait_minutes", pa.int64()),
+        ("locked_to_thread", pa.bool_()),
+        ("leaked", pa.bool_()),
+        ("stack_id", pa.int64()),
+        ("created_by", pa.string()),
+        ("created_by_file", pa.string()),
+        ("created_by_line", pa.int64()),
+        ("parent_goroutine_id", pa.int64()),
+        ("frames_elided", pa.bool_()),
+        ("signature_id", pa.int64()),
+        ("labels", pa.string()),
+        ("format", CAT),
+    ],
+    "goroutine_leaks": [
+        ("count", pa.int64()),
+        ("stack_id", pa.int64()),
+        ("signature_id", pa.int64()),
+        ("labels", pa.string()),
+    ],
+    "sockets": [
+        ("pid", pa.int64()),
+        ("fd", pa.int64()),
+        ("inode", pa.int64()),
+        ("proto", CAT),
+        ("state", CAT),
+        ("local_ip", pa.string()),
+        ("local_port", pa.int64()),
+        ("remote_ip", pa.string()),
+        ("remote_port", pa.int64()),
+        ("recv_q", pa.int64()),
+        ("send_q", pa.int64()),
+        ("timer", pa.string()),
+        ("tool", CAT),
+        ("process", pa.string()),
+    ],
+    "socket_summary": [
+        ("tool", CAT),
+        ("proto", CAT),
+        ("state", CAT),
+        ("count", pa.int64()),
+    ],
+    "fds": [
+        ("pid", pa.int64()),
+        ("fd", pa.int64()),
+        ("kind", CAT),
+        ("target", pa.string()),
+        ("inode", pa.int64()),
+        ("tool", CAT),
+    ],
+    "dbstats": [
+        ("pool", pa.string()),
+        ("max_open", pa.int64()),
+        ("open", pa.int64()),
+        ("in_use", pa.int64()),
+        ("idle", pa.int64()),
+        ("wait_count", pa.int64()),
+        ("wait_duration_ns", pa.int64()),
+        ("max_idle_closed", pa.int64()),
+        ("max_idle_time_closed", pa.int64()),
+        ("max_lifetime_closed", pa.int64()),
+    ],
+    "limits": [
+        ("pid", pa.int64()),
+        ("resource", pa.string()),
+        ("soft", pa.int64()),
+        ("hard", pa.int64()),
+        ("unit", pa.string()),
+    ],
+    "connections": [
+        ("pid", pa.int64()),
+        ("fd", pa.int64()),
+        ("inode", pa.int64()),
+        ("proto", CAT),
+        ("state", CAT),
+        ("local_ip", pa.string()),
+        ("local_port", pa.int64()),
+        ("remote_ip", pa.string()),
+        ("remote_port", pa.int64()),
+        ("peer_role", CAT),
+        ("peer", pa.string()),
+        ("tools", pa.string()),
+        ("owned", pa.bool_()),
+    ],
+}
+
+#: Tables whose rows carry no bundle/round context (stacks are shared by content hash).
+CONTEXT_FREE = frozenset({"stacks"})
+
+TABLE_NAMES: tuple[str, ...] = tuple(_TABLES)
+
+
+def columns(table: str) -> list[tuple[str, pa.DataType]]:
+    """Every column of ``table`` in contract order, common columns first."""
+    own = _TABLES[table]
+    if table in CONTEXT_FREE:
+        return list(own)
+    return COMMON + own
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    return pa.schema([pa.field(name, typ, nullable=True) for name, typ in columns(table)])
+
+
+def _pandas_dtype(typ: pa.DataType) -> str:
+    if pa.types.is_integer(typ):
+        return "Int64" if typ == pa.int64() else "Int32"
+    if pa.types.is_boolean(typ):
+        return "boolean"
+    if pa.types.is_floating(typ):
+        return "Float64"
+    if pa.types.is_timestamp(typ):
+        return "datetime64[ns, UTC]"
+    return "string"
+
+
+def empty(table: str) -> pd.DataFrame:
+    return conform(pd.DataFrame(), table)
+
+
+def conform(df: pd.DataFrame | Iterable[Mapping], table: str) -> pd.DataFrame:
+    """Cast ``df`` to the table's columns and dtypes; missing columns become nulls.
+
+    Extra columns are dropped: the contract is what downstream code may rely on, and a
+    parser that wants to say more must add it to the schema first.
+    """
+    if not isinstance(df, pd.DataFrame):
+        df = pd.DataFrame(list(df))
+    out = {}
+    n = len(df)
+    for name, typ in columns(table):
+        dtype = _pandas_dtype(typ)
+        if name in df.columns:
+            col = df[name]
+            if dtype.startswith("datetime"):
+                col = pd.to_datetime(col, utc=True, errors="coerce")
+            elif dtype in ("Int64", "Int32"):
+                col = pd.to_numeric(col, errors="coerce").astype(dtype)
+            else:
+                col = col.astype(dtype)
+            out[name] = col.reset_index(drop=True)
+        else:
+            out[name] = pd.Series([pd.NA] * n, dtype=dtype)
+    return pd.DataFrame(out)
+
+
+def to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
+    df = conform(df, table)
+    schema = arrow_schema(table)
+    arrays = []
+    for fld in schema:
+        col = df[fld.name]
+        if pa.types.is_dictionary(fld.type):
+            arr = pa.array(col.astype(object).where(col.notna(), None), type=pa.string())
+            arr = arr.dictionary_encode().cast(fld.type)
+        elif pa.types.is_timestamp(fld.type):
+            arr = pa.array(col, type=fld.type, from_pandas=True)
+        else:
+            arr = pa.array(col.astype(object).where(col.notna(), None), type=fld.type)
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def from_arrow(tbl: pa.Table, table: str) -> pd.DataFrame:
+    df = tbl.to_pandas()
+    for name, typ in columns(table):
+        if pa.types.is_dictionary(typ) and name in df.columns:
+            df[name] = df[name].astype(object)
+    return conform(df, table)
+
+
+@dataclass
+class Tables:
+    """Every table of one analysis, keyed by table name; absent tables read as empty."""
+
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self.frames:
+            self.frames[name] = empty(name)
+        return self.frames[name]
+
+    def __setitem__(self, name: str, df: pd.DataFrame) -> None:
+        self.frames[name] = conform(df, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.frames and len(self.frames[name]) > 0
+
+    def names(self) -> list[str]:
+        return [n for n in TABLE_NAMES if n in self.frames]
+
+    def write_parquet(self, out_dir: Path) -> list[Path]:
+        """One Parquet file per table (every contract table, even when empty)."""
+        import pyarrow.parquet as pq
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in TABLE_NAMES:
+            path = out_dir / f"{name}.parquet"
+            pq.write_table(to_arrow(self[name], name), path)
+            written.append(path)
+        return written
+
+    @classmethod
+    def read_parquet(cls, in_dir: Path) -> Tables:
+        import pyarrow.parquet as pq
+
+        t = cls()
+        for name in TABLE_NAMES:
+            path = in_dir / f"{name}.parquet"
+            if path.exists():
+                t.frames[name] = from_arrow(pq.read_table(path), name)
+        return t
