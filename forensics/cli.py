@@ -1,0 +1,259 @@
+"""The ``forensics`` command line.
+
+Heavy libraries (pandas, pyarrow, protobuf) are imported inside the commands, so that
+``forensics --help`` answers at once. Bad input never shows a traceback: it becomes a
+warning in the output and an exit code (see ``EXIT CODES`` in the help).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+EXIT_HELP = """
+Exit codes: 0 analyzed, no warnings; 1 a finding at or above --fail-on; 2 usage error;
+3 analyzed, but some artifacts had warnings or failed; 4 nothing usable in the bundle.
+"""
+
+app = typer.Typer(
+    name="forensics",
+    help="Find the line of a Go service that leaks database or network connections, "
+    "from a capture bundle (goroutine dumps, heap profiles, lsof/ss/netstat, db.Stats)."
+    + EXIT_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+BundleArg = Annotated[
+    Path,
+    typer.Argument(help="A bundle: .tar.gz/.tgz/.tar/.zip, a folder, or a single artifact file."),
+]
+
+
+class Format(str, Enum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+class Severity(str, Enum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@contextmanager
+def _progress(label: str):
+    """A progress bar on stderr when it is a terminal; silent in scripts and CI."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[item]}"), transient=True) as bar:
+        task = bar.add_task(label, total=None, item="")
+
+        def update(item: str, i: int, n: int) -> None:
+            bar.update(task, completed=i + 1, total=n, item=item[-50:])
+
+        yield update
+
+
+def _load(bundle: Path, limits_kwargs: dict | None = None, detect: bool = False):
+    from .bundle import BundleError, Limits
+    from .pipeline import EXIT_NOTHING_USABLE, analyze, build_tables
+
+    limits = Limits(**{k: v for k, v in (limits_kwargs or {}).items() if v is not None})
+    try:
+        with _progress("parsing") as progress:
+            run = analyze if detect else build_tables
+            return run(bundle, limits, progress)
+    except BundleError as exc:
+        _err(f"forensics: {exc}")
+        raise typer.Exit(EXIT_NOTHING_USABLE) from exc
+
+
+MaxMember = Annotated[int | None, typer.Option(
+    "--max-member-bytes", help="Skip members that inflate beyond this many bytes.")]
+MaxTotal = Annotated[int | None, typer.Option(
+    "--max-total-bytes", help="Stop reading the bundle after this many bytes in all.")]
+
+
+@app.command()
+def inspect(
+    bundle: BundleArg,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON, not a table.")] = False,
+    max_member_bytes: MaxMember = None,
+    max_total_bytes: MaxTotal = None,
+) -> None:
+    """List what the bundle holds: each member, its kind, round, time, and any warning."""
+    analysis = _load(bundle, {"max_member_bytes": max_member_bytes,
+                              "max_total_bytes": max_total_bytes})
+    if json_out:
+        from .report import inventory_document, to_json
+
+        typer.echo(to_json(inventory_document(analysis)))
+    else:
+        _print_inventory(analysis)
+    raise typer.Exit(analysis.exit_code())
+
+
+def _print_inventory(analysis) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    t = Table(title=f"{analysis.bundle.source}  ({len(analysis.artifacts)} members, "
+                    f"{len(analysis.rounds)} rounds)")
+    for col in ("round", "kind", "path", "captured at", "time from", "status", "message"):
+        t.add_column(col, overflow="fold")
+    for a in analysis.artifacts:
+        when = a.captured_at.strftime("%Y-%m-%d %H:%M:%S") if a.captured_at else ""
+        t.add_row(str(a.round), a.kind, a.path, when, a.time_source, a.status, a.message)
+    con.print(t)
+    for w in analysis.bundle.warnings:
+        con.print(f"[yellow]warning[/yellow] {w.path}: {w.message}", markup=True,
+                  highlight=False)
+
+
+@app.command()
+def tables(
+    bundle: BundleArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
+    max_member_bytes: MaxMember = None,
+    max_total_bytes: MaxTotal = None,
+) -> None:
+    """Normalize every artifact into typed tables and write them as Parquet."""
+    analysis = _load(bundle, {"max_member_bytes": max_member_bytes,
+                              "max_total_bytes": max_total_bytes})
+    written = analysis.tables.write_parquet(out)
+    for path in written:
+        name = path.stem
+        typer.echo(f"{name:16} {len(analysis.tables[name]):>9} rows  {path}")
+    for w in analysis.warnings:
+        _err(f"warning: {w['path']}: {w['message']}")
+    raise typer.Exit(analysis.exit_code())
+
+
+@app.command()
+def analyze(
+    bundle: BundleArg,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Report file (.html, .md or .json; '-' for stdout). "
+        "Default: <bundle>-report.html in the current folder.")] = None,
+    fmt: Annotated[Format | None, typer.Option(
+        "--format", "-f", help="Report format; default from the --output extension, else html.")]
+        = None,
+    templates: Annotated[Path | None, typer.Option(
+        help="Folder with your own report.html.j2 / report.md.j2.")] = None,
+    fail_on: Annotated[Severity | None, typer.Option(
+        help="Exit 1 when a finding of this severity or higher exists.")] = None,
+    tables_out: Annotated[Path | None, typer.Option(
+        "--tables", help="Also write the tables as Parquet into this folder.")] = None,
+    redact: Annotated[bool, typer.Option(
+        help="Mask IPs, hostnames, user names and home paths in the report and tables.")] = False,
+    max_member_bytes: MaxMember = None,
+    max_total_bytes: MaxTotal = None,
+) -> None:
+    """Find leaking call sites and write the incident report (HTML by default)."""
+    from .report import render, summary_lines
+
+    if fmt is None:
+        ext = (output or "").rsplit(".", 1)[-1].lower() if output and output != "-" else ""
+        fmt = {"md": Format.md, "markdown": Format.md, "json": Format.json}.get(ext, Format.html)
+    analysis = _load(bundle, {"max_member_bytes": max_member_bytes,
+                              "max_total_bytes": max_total_bytes}, detect=True)
+    if redact:
+        from .redact import redact_analysis
+
+        redact_analysis(analysis)
+    text = render(analysis, fmt.value, templates)
+    if output == "-":
+        sys.stdout.write(text)
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
+    else:
+        path = Path(output) if output else Path(f"{analysis.bundle.bundle_id}-report.{fmt.value}")
+        path.write_text(text, encoding="utf-8")
+        for line in summary_lines(analysis):
+            typer.echo(line)
+        typer.echo(f"report: {path}")
+    if tables_out is not None:
+        analysis.tables.write_parquet(tables_out)
+    for w in analysis.warnings:
+        _err(f"warning: {w['path']}: {w['message']}")
+    code = analysis.exit_code()
+    if fail_on is not None and code != 4:
+        order = [s.value for s in Severity]
+        worst = max((order.index(f.severity) for f in analysis.findings), default=-1)
+        if worst >= order.index(fail_on.value):
+            code = 1
+    raise typer.Exit(code)
+
+
+@app.command()
+def collect(
+    pid: Annotated[int | None, typer.Option(help="PID of the Go service.")] = None,
+    pprof_url: Annotated[str, typer.Option(
+        help="Base URL of the service's net/http/pprof handler.")] = "http://127.0.0.1:6060",
+    dbstats_url: Annotated[str | None, typer.Option(
+        help="URL that returns json.Marshal(db.Stats()).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Capture rounds.")] = 3,
+    interval: Annotated[str, typer.Option(help="Time between rounds, e.g. 10s, 1m.")] = "10s",
+    db: Annotated[list[str] | None, typer.Option(
+        help="Database address host:port (repeatable), recorded in the manifest.")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Bundle to write (.tar.gz or folder).")]
+        = Path("bundle.tar.gz"),
+    print_script: Annotated[bool, typer.Option(
+        "--print-script", help="Print a POSIX shell collector for hosts without Python.")] = False,
+) -> None:
+    """Capture a bundle from a live Go service (run on its host)."""
+    from . import collect as collector
+
+    if print_script:
+        sys.stdout.write(collector.script_text())
+        return
+    if pid is None:
+        _err("forensics collect: --pid is required (or use --print-script)")
+        raise typer.Exit(2)
+    seconds = _duration(interval)
+    path = collector.run(pid=pid, pprof_url=pprof_url, out=out, dbstats_url=dbstats_url,
+                         rounds=rounds, interval=seconds, db_addresses=db or None,
+                         progress=lambda msg: _err(msg))
+    typer.echo(str(path))
+
+
+def _duration(text: str) -> float:
+    import re
+
+    total, pos = 0.0, 0
+    for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip()):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+        pos = m.end()
+    if pos != len(text.strip()) or pos == 0:
+        raise typer.BadParameter(f"not a duration: {text!r} (use e.g. 10s, 1m30s)")
+    return total
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,65 @@
+"""The result model: findings (one per detected pattern) and ranked call sites.
+
+Detectors return :class:`Finding` objects; the ranker turns their site evidence into
+:class:`CallSite` rows. Renderers see only these and the tables, never raw text, so every
+report format tells the same story.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+@dataclass
+class SiteEvidence:
+    """What one detector says about one app call site."""
+
+    function: str
+    file: str
+    line: int | None
+    role: str = "cause"  # cause | victim | holder
+    goroutines: int = 0
+    heap_inuse_objects: int = 0
+    heap_inuse_bytes: int = 0
+    growth: float = 0.0
+    sockets: int = 0
+    wait_minutes_max: int | None = None
+    stack_ids: list[int] = field(default_factory=list)
+    inferred: bool = False
+    note: str = ""
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str
+    confidence: float
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    sites: list[SiteEvidence] = field(default_factory=list)
+    advice: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sites"] = [asdict(s) for s in self.sites]
+        return d
+
+
+@dataclass
+class CallSite:
+    rank: int
+    function: str
+    file: str
+    line: int | None
+    leak_kind: str
+    score: float
+    role: str
+    evidence: dict[str, Any]
+    inferred: bool = False
+    stack_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,291 @@
+"""Which member is which artifact, which capture round it belongs to, and when it was taken.
+
+Customers lay bundles out every way there is: flat, a folder per round, a timestamp or a
+round number in each name, a host-named top folder, with or without a manifest; and names
+lie (``netstat.txt`` holding ``ss`` output). So a member's kind comes from its content first
+(every parser's ``sniff``) and its name second, and its round from the best evidence there
+is, in this order: the manifest, the folder or name it sits under, then time order.
+
+Times, best source first: the manifest, the artifact's own clock (pprof ``time_nanos``), a
+timestamp in the path, the archive member's mtime. ``time_source`` records which one won,
+because a report built on mtimes should say so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from types import ModuleType
+from typing import Any
+
+from .bundle import Member
+from .parsers.base import ParseResult
+
+SNIFF_BYTES = 64 * 1024
+MIN_SCORE = 0.3
+#: Kinds that describe the process rather than one moment: they join the nearest round
+#: instead of opening a round of their own.
+STATIC_KINDS = frozenset({"manifest", "limits"})
+
+#: Names that promise an artifact: when content does not match, say so loudly instead of
+#: silently ignoring what the engineer meant to send.
+_NAME_HINTS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"heap|alloc|\.pb(\.gz)?$|pprof", re.I), "heap profile"),
+    (re.compile(r"gorout|stack|sigquit|traceback|dump|panic", re.I), "goroutine dump"),
+    (re.compile(r"lsof", re.I), "lsof output"),
+    (re.compile(r"(^|[^a-z])ss([^a-z]|$)|sockets?", re.I), "ss output"),
+    (re.compile(r"netstat", re.I), "netstat output"),
+    (re.compile(r"fd|limits|tcp", re.I), "/proc listing"),
+    (re.compile(r"dbstat|db[-_.]?stats|pool", re.I), "db.Stats"),
+]
+
+_TS = re.compile(
+    r"(?<!\d)(20\d{2})-?([01]\d)-?([0-3]\d)[T_ .-]?([0-2]\d)[:\-_.]?([0-5]\d)[:\-_.]?([0-5]\d)"
+    r"(?:[.,]\d+)?(Z|[+-]\d{2}:?\d{2})?(?!\d)"
+)
+_EPOCH = re.compile(r"(?<!\d)(1[5-9]\d{8})(?:\d{3,9})?(?!\d)")
+_ROUND_DIR = re.compile(
+    r"^(?:round|rnd|r|capture|cap|run|snapshot|snap|iter|iteration|sample|t|pass)?[-_ ]?(\d{1,4})$",
+    re.I,
+)
+_ROUND_NAME = re.compile(r"[._-](\d{1,3})(?=\.[A-Za-z]|$)")
+
+
+@dataclass
+class Artifact:
+    member: Member
+    kind: str
+    score: float = 0.0
+    status: str = "ok"
+    message: str = ""
+    round: int = 1
+    captured_at: datetime | None = None
+    time_source: str = "none"
+    pid: int | None = None
+    result: ParseResult | None = None
+    group: Any = None
+    hints: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.member.path
+
+
+def identify(member: Member, parsers: list[ModuleType]) -> Artifact:
+    """The artifact kind of one member: highest sniff score wins, ties to the earlier parser."""
+    head = member.data[:SNIFF_BYTES]
+    best, best_score = None, 0.0
+    for mod in parsers:
+        try:
+            score = float(mod.sniff(head, member.name))
+        except Exception:  # a sniffer bug must not lose the member
+            score = 0.0
+        if score > best_score:
+            best, best_score = mod, score
+    if best is None or best_score < MIN_SCORE:
+        art = Artifact(member, "unknown", best_score)
+        hint = next((label for rx, label in _NAME_HINTS if rx.search(member.name)), None)
+        if not member.data.strip():
+            art.status, art.message = "warning", "empty file"
+        elif hint:
+            art.status = "warning"
+            art.message = (f"named like a {hint} but its content is not one we recognise "
+                           f"(starts with {_preview(member.data)})")
+        else:
+            art.status, art.message = "ignored", "not a capture artifact we know"
+        return art
+    return Artifact(member, best.KIND, best_score)
+
+
+def _preview(data: bytes) -> str:
+    text = data[:40].decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else "." for c in text)
+    return repr(text)
+
+
+def time_from_path(path: str) -> datetime | None:
+    """The last timestamp written in a path (folder or file name), as UTC."""
+    found = None
+    for m in _TS.finditer(path):
+        y, mo, d, h, mi, s, tz = m.groups()
+        try:
+            t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
+        except ValueError:
+            continue
+        if tz and tz != "Z":
+            sign = 1 if tz[0] == "+" else -1
+            digits = tz[1:].replace(":", "")
+            from datetime import timedelta
+
+            t = t - sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        found = t.replace(tzinfo=timezone.utc)
+    if found is None:
+        for m in _EPOCH.finditer(path):
+            found = datetime.fromtimestamp(int(m.group(1)), tz=timezone.utc)
+    return found
+
+
+def round_hint(path: str) -> tuple[str, int | None]:
+    """(folder key, round number or None) from where a member sits and how it is named."""
+    p = PurePosixPath(path)
+    parts = list(p.parts[:-1])
+    number = None
+    for part in reversed(parts):
+        m = _ROUND_DIR.match(part)
+        if m:
+            number = int(m.group(1))
+            break
+    if number is None:
+        found = _ROUND_NAME.findall(p.name)
+        if found:
+            number = int(found[-1])
+    return "/".join(parts), number
+
+
+def parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if v > 1e17:
+            v /= 1e9
+        elif v > 1e14:
+            v /= 1e6
+        elif v > 1e11:
+            v /= 1e3
+        try:
+            return datetime.fromtimestamp(v, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        s = value.strip().replace("Z", "+00:00")
+        try:
+            t = datetime.fromisoformat(s)
+        except ValueError:
+            return time_from_path(value)
+        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _manifest_entries(arts: list[Artifact]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Files named in manifests, keyed by their path as the manifest wrote it."""
+    files: dict[str, dict[str, Any]] = {}
+    meta: dict[str, Any] = {}
+    for a in arts:
+        if a.kind != "manifest" or a.result is None:
+            continue
+        meta = a.result.meta
+        top = str(PurePosixPath(a.path).parent)
+        for r in meta.get("rounds", []):
+            for path, info in r["files"].items():
+                entry = dict(info)
+                entry["round"] = r["round"]
+                entry.setdefault("captured_at", r.get("started_at"))
+                key = path if top in ("", ".") else f"{top}/{path}"
+                files[key] = entry
+            if r.get("dir"):
+                files.setdefault(("dir", r["dir"]), {"round": r["round"],  # type: ignore[index]
+                                                     "captured_at": r.get("started_at")})
+    return files, meta
+
+
+def assign_times_and_rounds(arts: list[Artifact]) -> dict[str, Any]:
+    """Fill ``round``, ``captured_at``, ``time_source`` and ``pid`` of every artifact.
+
+    Returns the manifest's facts (pid, hostname, db_addresses), or {} when there is none.
+    """
+    files, manifest = _manifest_entries(arts)
+    for a in arts:
+        entry = files.get(a.path)
+        if entry is None:
+            for key, info in files.items():
+                if isinstance(key, tuple) and f"/{key[1]}/" in f"/{a.path}":
+                    entry = info
+                    break
+        meta = a.result.meta if a.result else {}
+        t = parse_time(entry.get("captured_at")) if entry else None
+        if t:
+            a.captured_at, a.time_source = t, "manifest"
+        elif meta.get("time_nanos"):
+            a.captured_at = parse_time(int(meta["time_nanos"]))
+            a.time_source = "content"
+        elif (t := time_from_path(a.path)) is not None:
+            a.captured_at, a.time_source = t, "path"
+        elif a.member.mtime:
+            a.captured_at = parse_time(a.member.mtime)
+            a.time_source = "mtime"
+        a.pid = meta.get("pid") or manifest.get("pid")
+        folder, number = round_hint(a.path)
+        if entry is not None and entry.get("round") is not None:
+            a.group = ("manifest", int(entry["round"]))
+        else:
+            path_time = time_from_path(a.path)
+            a.group = (folder, number if number is not None else
+                       (path_time.isoformat() if path_time else None))
+    _number_rounds(arts)
+    return manifest
+
+
+def _number_rounds(arts: list[Artifact]) -> None:
+    groups: dict[Any, list[Artifact]] = defaultdict(list)
+    for a in arts:
+        groups[a.group].append(a)
+    # A group holding two artifacts of one kind (flat folder, no hints) is several rounds
+    # taken in time order: split it where a kind repeats.
+    split: list[list[Artifact]] = []
+    for members in groups.values():
+        members.sort(key=lambda a: (a.captured_at or datetime.max.replace(tzinfo=timezone.utc),
+                                    a.path))
+        current: list[Artifact] = []
+        kinds: set[str] = set()
+        for a in members:
+            repeat = a.kind in kinds and a.kind not in ("unknown",) and a.status != "failed"
+            if repeat and current:
+                split.append(current)
+                current, kinds = [], set()
+            current.append(a)
+            if a.status not in ("failed", "ignored"):
+                kinds.add(a.kind)
+        if current:
+            split.append(current)
+    dynamic = [g for g in split if any(a.kind not in STATIC_KINDS and a.kind != "unknown"
+                                       for a in g)]
+    static = [g for g in split if g not in dynamic]
+    dynamic.sort(key=_group_order)
+    for n, g in enumerate(dynamic, start=1):
+        for a in g:
+            a.round = n
+    for g in static:
+        for a in g:
+            a.round = _nearest_round(a, dynamic)
+
+
+def _group_order(g: list[Artifact]) -> tuple:
+    manifest = next((a.group[1] for a in g if a.group and a.group[0] == "manifest"), None)
+    times = sorted(a.captured_at for a in g if a.captured_at is not None)
+    mid = times[len(times) // 2] if times else None
+    number = next((a.group[1] for a in g if isinstance(a.group[1], int)), None)
+    return (
+        manifest if manifest is not None else 10**9,
+        number if number is not None else 10**9,
+        mid.timestamp() if mid else float("inf"),
+        min(a.path for a in g),
+    )
+
+
+def _nearest_round(a: Artifact, dynamic: list[list[Artifact]]) -> int:
+    if not dynamic:
+        return 1
+    if a.captured_at is None:
+        return 1
+    best, best_gap = 1, float("inf")
+    for n, g in enumerate(dynamic, start=1):
+        for b in g:
+            if b.captured_at is not None:
+                gap = abs((b.captured_at - a.captured_at).total_seconds())
+                if gap < best_gap:
+                    best, best_gap = n, gap
+    return best

@@ -1,0 +1,188 @@
+"""bundle -> members -> artifacts -> tables -> correlation -> findings -> ranked sites.
+
+The one place that knows the order of the stages. Each stage is a plain function of the
+previous stage's output, so tests, ``tables``, ``inspect`` and ``batch`` can stop wherever
+they need. Nothing a customer sends may stop the whole run: a parser that fails leaves a
+warning on its artifact and the other artifacts are analysed as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .bundle import Bundle, BundleError, Limits, read_bundle
+from .inventory import Artifact, assign_times_and_rounds, identify
+from .parsers import available, load
+from .parsers.base import ParseContext, ParseError
+from .schema import CONTEXT_FREE, Tables, conform
+
+# Exit codes, documented in the CLI help and README.
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_WARNINGS = 3
+EXIT_NOTHING_USABLE = 4
+
+
+@dataclass
+class Analysis:
+    bundle: Bundle
+    artifacts: list[Artifact]
+    tables: Tables
+    manifest: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    findings: list[Any] = field(default_factory=list)
+    call_sites: list[Any] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    version: str = __version__
+
+    @property
+    def usable(self) -> bool:
+        return any(a.status in ("ok", "warning") and a.kind not in ("unknown", "manifest")
+                   and a.result is not None for a in self.artifacts)
+
+    def exit_code(self) -> int:
+        if not self.usable:
+            return EXIT_NOTHING_USABLE
+        return EXIT_WARNINGS if self.warnings else EXIT_OK
+
+    @property
+    def rounds(self) -> list[int]:
+        return sorted({a.round for a in self.artifacts if a.kind not in ("unknown",)})
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def parse_artifact(art: Artifact) -> None:
+    """Run the artifact's parser, turning every failure into a status and a message."""
+    if art.kind == "unknown":
+        return
+    mod = load(art.kind)
+    ctx = ParseContext(path=art.path)
+    try:
+        art.result = mod.parse(art.member.data, ctx)
+    except ParseError as exc:
+        art.status, art.message = "failed", str(exc)
+        return
+    except RecursionError:
+        art.status, art.message = "failed", "parser gave up: input nested too deeply"
+        return
+    except MemoryError:
+        art.status, art.message = "failed", "parser ran out of memory on this artifact"
+        return
+    except Exception as exc:  # a parser bug: keep the rest of the bundle
+        art.status = "failed"
+        art.message = f"internal error in the {art.kind} parser ({type(exc).__name__}: {exc})"
+        return
+    warns = art.result.warnings
+    if warns:
+        art.status = "warning"
+        first = warns[0]
+        where = f" ({first.where()})" if first.where() else ""
+        more = f" and {len(warns) - 1} more" if len(warns) > 1 else ""
+        art.message = f"{first.message}{where}{more}"
+
+
+def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
+    """Concatenate every artifact's tables, adding the common context columns."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for a in arts:
+        if a.result is None:
+            continue
+        for name, df in a.result.tables.items():
+            if df is None or len(df) == 0:
+                continue
+            df = df.copy()
+            if name not in CONTEXT_FREE:
+                df["bundle_id"] = bundle.bundle_id
+                df["round"] = a.round
+                df["captured_at"] = pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT
+                df["source"] = a.path
+                if "pid" in df.columns and a.pid is not None:
+                    df["pid"] = df["pid"].fillna(a.pid) if df["pid"].notna().any() else a.pid
+            parts.setdefault(name, []).append(conform(df, name))
+    tables = Tables()
+    for name, dfs in parts.items():
+        df = pd.concat(dfs, ignore_index=True) if len(dfs) > 1 else dfs[0]
+        if name == "stacks":
+            df = df.drop_duplicates(["stack_id", "depth"], ignore_index=True)
+        tables[name] = df
+    tables["artifacts"] = artifacts_frame(bundle, arts)
+    return tables
+
+
+def artifacts_frame(bundle: Bundle, arts: list[Artifact]) -> pd.DataFrame:
+    rows = [{
+        "bundle_id": bundle.bundle_id,
+        "round": a.round,
+        "captured_at": pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT,
+        "source": a.path,
+        "path": a.path,
+        "kind": a.kind,
+        "pid": a.pid,
+        "bytes": len(a.member.data),
+        "status": a.status,
+        "message": a.message,
+        "time_source": a.time_source,
+    } for a in arts]
+    return conform(pd.DataFrame(rows), "artifacts")
+
+
+def collect_warnings(bundle: Bundle, arts: list[Artifact]) -> list[dict[str, str]]:
+    out = [{"path": w.path, "message": w.message} for w in bundle.warnings]
+    for a in arts:
+        if a.status in ("warning", "failed"):
+            out.append({"path": a.path, "message": a.message or a.status})
+    return out
+
+
+def build_tables(source: str | Path, limits: Limits | None = None,
+                 progress: Progress | None = None) -> Analysis:
+    """Everything up to and including the joined tables (no detection)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bundle = read_bundle(source, limits)
+    timings["read"] = time.perf_counter() - t0
+    parsers = available()
+    arts = [identify(m, parsers) for m in bundle.members]
+    # The manifest first: its facts do not depend on anything else.
+    arts.sort(key=lambda a: (a.kind != "manifest", a.path))
+    t0 = time.perf_counter()
+    for i, a in enumerate(arts):
+        if progress:
+            progress(a.path, i, len(arts))
+        parse_artifact(a)
+    timings["parse"] = time.perf_counter() - t0
+    manifest = assign_times_and_rounds(arts)
+    arts.sort(key=lambda a: (a.round, a.path))
+    t0 = time.perf_counter()
+    tables = collect_tables(bundle, arts)
+    from .correlate import correlate
+
+    correlate(tables, manifest)
+    timings["tables"] = time.perf_counter() - t0
+    return Analysis(bundle=bundle, artifacts=arts, tables=tables, manifest=manifest,
+                    warnings=collect_warnings(bundle, arts), timings=timings)
+
+
+def analyze(source: str | Path, limits: Limits | None = None,
+            progress: Progress | None = None) -> Analysis:
+    """The whole job: tables, then findings and ranked call sites."""
+    analysis = build_tables(source, limits, progress)
+    t0 = time.perf_counter()
+    from .detect import detect
+
+    detect(analysis)
+    analysis.timings["detect"] = time.perf_counter() - t0
+    return analysis
+
+
+__all__ = ["Analysis", "BundleError", "analyze", "build_tables"]
