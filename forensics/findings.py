@@ -33,13 +33,29 @@ class SiteEvidence:
 
 
 @dataclass
+class Check:
+    """One artifact's word on a finding, for the three-way check table.
+
+    ``verdict`` is "supports", "contradicts", "silent" (the artifact is there but cannot
+    speak to this pattern, e.g. heap sampling too coarse) or "absent" (not in the bundle).
+    """
+
+    source: str  # goroutines | heap | sockets | dbstats | goroutineleak | fds
+    verdict: str
+    detail: str
+
+
+@dataclass
 class Finding:
     kind: str
     severity: str
     confidence: float
     summary: str
+    #: Numbers behind the summary, per source: {"goroutines": {...}, "heap": {...}, ...}.
     evidence: dict[str, Any] = field(default_factory=dict)
     sites: list[SiteEvidence] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    #: What to capture next time when the bundle could not settle the question.
     advice: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +76,10 @@ class CallSite:
     evidence: dict[str, Any]
     inferred: bool = False
     stack_ids: list[int] = field(default_factory=list)
+    #: The stacks behind the site, deduplicated: [{"stack_id", "source" (goroutines|heap),
+    #: "count", "state", "wait_minutes_min", "wait_minutes_max", "inuse_objects",
+    #: "inuse_bytes", "frames": [{"function", "file", "line", "frame_class"}]}].
+    stacks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,10 @@ class Analysis:
     findings: list[Any] = field(default_factory=list)
     call_sites: list[Any] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Per-round series for trend charts: name -> {round: {label: value}}. Names:
+    #: goroutines_by_state, sockets_by_state, conn_objects (live heap objects of
+    #: connection-holding types by type), dbstats (in_use, open, idle, max_open, wait_count).
+    series: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
     version: str = __version__
 
     @property

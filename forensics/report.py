@@ -94,8 +94,10 @@ def document(analysis) -> dict[str, Any]:
     doc["findings"] = [f.to_dict() for f in analysis.findings]
     doc["call_sites"] = [c.to_dict() for c in analysis.call_sites]
     doc["warnings"] = analysis.warnings
+    doc["series"] = {name: {str(r): v for r, v in sorted(by_round.items())}
+                     for name, by_round in analysis.series.items()}
     return {k: doc[k] for k in ("bundle", "verdict", "rounds", "artifacts", "findings",
-                                "call_sites", "warnings")}
+                                "call_sites", "series", "warnings")}
 
 
 def verdict(analysis) -> dict[str, Any]:
