@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+)
+
+// User is one customer record.
+type User struct {
+	ID    int    `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+const userByIDSQL = `SELECT id, name, email FROM customers WHERE id = $1`
+
+// lookupUserOpenPerRequest is the planted pool-per-request leak (mode "openperreq").
+//
+// It opens a new *sql.DB for every call and never closes it. Each call leaves behind
+// a whole pool: its connectionOpener goroutine, and an idle connection to PostgreSQL
+// that no MaxOpenConns setting of the service's real pool accounts for.
+func lookupUserOpenPerRequest(ctx context.Context, dsn string, id int) (User, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return User{}, err
+	}
+	// BUG: missing defer db.Close()
+	var u User
+	err = db.QueryRowContext(ctx, userByIDSQL, id).Scan(&u.ID, &u.Name, &u.Email)
+	return u, err
+}
+
+// lookupUser is the correct variant: it uses the long-lived pool.
+func lookupUser(ctx context.Context, db *sql.DB, id int) (User, error) {
+	var u User
+	err := db.QueryRowContext(ctx, userByIDSQL, id).Scan(&u.ID, &u.Name, &u.Email)
+	return u, err
+}
