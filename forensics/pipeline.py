@@ -171,10 +171,10 @@ def build_tables(source: str | Path, limits: Limits | None = None,
     tables = collect_tables(bundle, arts)
     from .correlate import correlate
 
-    correlate(tables, manifest)
+    series = correlate(tables, manifest)
     timings["tables"] = time.perf_counter() - t0
     return Analysis(bundle=bundle, artifacts=arts, tables=tables, manifest=manifest,
-                    warnings=collect_warnings(bundle, arts), timings=timings)
+                    warnings=collect_warnings(bundle, arts), timings=timings, series=series)
 
 
 def analyze(source: str | Path, limits: Limits | None = None,

@@ -1,0 +1,166 @@
+"""Helpers every detector uses: sites from goroutine and heap buckets, the stacks behind a
+site, what heap sampling can see, and how agreement and growth become confidence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from ..evidence import Evidence, trend
+from ..findings import Check, SiteEvidence
+
+#: Objects this small are sampled with probability ~ size/period: invisible at 512 KiB.
+SMALL_OBJECT_BYTES = 512
+DEFAULT_RATE = 512 * 1024
+
+
+def heap_period(ev: Evidence) -> int | None:
+    hp = ev.heap_profiles
+    if not len(hp) or not hp["period"].notna().any():
+        return None
+    return int(hp["period"].dropna().max())
+
+
+def heap_sees_small_objects(ev: Evidence) -> bool | None:
+    """None when there is no heap profile; False when its rate hides ~200-byte objects."""
+    if not len(ev.tables["heap_samples"]) and not len(ev.heap_profiles):
+        return None
+    period = heap_period(ev)
+    if period is None:
+        return True
+    return period <= 16 * 1024
+
+
+def capture_advice(ev: Evidence, what: str) -> str:
+    seen = heap_sees_small_objects(ev)
+    if seen is None:
+        return (f"The bundle has no heap profile, so nothing names the line that {what}. "
+                "Next time capture /debug/pprof/heap?gc=1 too, with runtime.MemProfileRate = "
+                "4096 set at start-up while reproducing.")
+    if not seen:
+        period = heap_period(ev) or DEFAULT_RATE
+        return (f"The heap profile samples one allocation per {period // 1024} KiB, so small "
+                f"objects (~200 bytes: *sql.Tx, *sql.Rows, *sql.DB) are almost never seen and "
+                f"the line that {what} cannot be read from it. Next time set "
+                "runtime.MemProfileRate = 4096 at start-up while reproducing and capture "
+                "/debug/pprof/heap?gc=1 in each round.")
+    return ""
+
+
+def site_key(row) -> tuple:
+    return (row.site_function, row.site_file, row.site_line)
+
+
+def _stack_frames(ev: Evidence, sid: int, limit: int = 40) -> list[dict]:
+    info = ev.stacks.get(sid)
+    if info is None:
+        return []
+    return [{"function": info.functions[d], "file": info.files[d], "line": info.lines[d],
+             "frame_class": info.classes[d]} for d in range(min(limit, len(info.functions)))]
+
+
+def goroutine_sites(ev: Evidence, buckets: pd.DataFrame, role: str,
+                    note: str = "") -> list[SiteEvidence]:
+    """One SiteEvidence per app site in ``buckets``: latest-round counts, growth."""
+    b = buckets[buckets["site_function"].notna()]
+    if not len(b):
+        return []
+    rounds = ev.rounds_with("goroutines")
+    out = []
+    for key, g in b.groupby(["site_function", "site_file", "site_line"], dropna=False):
+        per_round = g.groupby("round")["count"].sum().to_dict()
+        t = trend(per_round, rounds)
+        last = g[g["round"] == g["round"].max()]
+        wait = g["wait_max"].dropna()
+        se = SiteEvidence(function=str(key[0]), file=str(key[1]),
+                          line=int(key[2]) if pd.notna(key[2]) else None, role=role,
+                          goroutines=int(t.last), growth=t.delta,
+                          wait_minutes_max=int(wait.max()) if len(wait) else None,
+                          stack_ids=sorted({int(s) for s in last["stack_id"]}), note=note)
+        se.stacks = goroutine_stacks(ev, g)
+        out.append(se)
+    return out
+
+
+def goroutine_stacks(ev: Evidence, g: pd.DataFrame) -> list[dict]:
+    latest = g[g["round"] == g["round"].max()]
+    out = []
+    for (sid, state), s in latest.groupby(["stack_id", "state"], dropna=False):
+        out.append({
+            "stack_id": int(sid), "source": "goroutines", "count": int(s["count"].sum()),
+            "state": None if pd.isna(state) else str(state),
+            "wait_minutes_min": _opt_int(s["wait_min"].min()),
+            "wait_minutes_max": _opt_int(s["wait_max"].max()),
+            "inuse_objects": None, "inuse_bytes": None,
+            "frames": _stack_frames(ev, int(sid)),
+        })
+    return sorted(out, key=lambda d: -d["count"])[:10]
+
+
+def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list[SiteEvidence]:
+    b = buckets[buckets["site_function"].notna()]
+    if not len(b):
+        return []
+    rounds = ev.heap_rounds()
+    out = []
+    for key, g in b.groupby(["site_function", "site_file", "site_line"], dropna=False):
+        objs = trend(g.groupby("round")["inuse_objects"].sum().to_dict(), rounds)
+        space = g.groupby("round")["inuse_space"].sum().to_dict()
+        last_round = max(rounds) if rounds else g["round"].max()
+        if objs.last <= 0:
+            continue
+        se = SiteEvidence(function=str(key[0]), file=str(key[1]),
+                          line=int(key[2]) if pd.notna(key[2]) else None, role=role,
+                          heap_inuse_objects=int(objs.last),
+                          heap_inuse_bytes=int(space.get(last_round, 0)), growth=objs.delta,
+                          stack_ids=sorted({int(s) for s in g["stack_id"]}))
+        latest = g[g["round"] == g["round"].max()]
+        se.stacks = [{
+            "stack_id": int(r.stack_id), "source": "heap", "count": None, "state": None,
+            "wait_minutes_min": None, "wait_minutes_max": None,
+            "inuse_objects": int(r.inuse_objects), "inuse_bytes": int(r.inuse_space),
+            "frames": _stack_frames(ev, int(r.stack_id)),
+        } for r in latest.sort_values("inuse_objects", ascending=False).head(5).itertuples()]
+        out.append(se)
+    return out
+
+
+def _opt_int(v) -> int | None:
+    return None if v is None or pd.isna(v) else int(v)
+
+
+def confidence(checks: Iterable[Check], rounds: int, growing: bool) -> float:
+    """More independent artifacts agreeing, more rounds showing growth: more confidence."""
+    checks = list(checks)
+    supports = sum(c.verdict == "supports" for c in checks)
+    contradicts = sum(c.verdict == "contradicts" for c in checks)
+    c = 0.25 + 0.2 * supports - 0.15 * contradicts
+    if rounds >= 2 and growing:
+        c += 0.2
+    if rounds < 2:
+        c = min(c, 0.6)
+    return round(max(0.05, min(c, 0.97)), 2)
+
+
+def absent_or_silent(ev: Evidence, source: str, table: str, silent_detail: str) -> Check:
+    if len(ev.tables[table]) == 0:
+        return Check(source, "absent", f"no {source} artifact in the bundle")
+    return Check(source, "silent", silent_detail)
+
+
+def dbstats_trend(ev: Evidence, field: str) -> tuple[list[int], list[float]]:
+    st = ev.tables["dbstats"]
+    if not len(st) or not st[field].notna().any():
+        return [], []
+    per = st.groupby("round")[field].sum(min_count=1).dropna()
+    return [int(r) for r in per.index], [float(v) for v in per.to_numpy()]
+
+
+def pinned_pools(ev: Evidence) -> tuple[int, int]:
+    """(rounds where some pool had InUse == MaxOpen > 0, rounds with db.Stats)."""
+    st = ev.tables["dbstats"]
+    if not len(st):
+        return 0, 0
+    pinned = st[(st["max_open"] > 0) & (st["in_use"] >= st["max_open"])]
+    return int(pinned["round"].nunique()), int(st["round"].nunique())

@@ -1,0 +1,104 @@
+"""A connection pool with callers queueing for it (database/sql, pgxpool, go-redis,
+net/http's per-host limit).
+
+Queueing alone is not a leak: a busy healthy pool queues too. What separates them is time
+and trend: waiters parked for minutes, a pool pinned at its limit in every round, and a
+wait count that keeps climbing while nothing is returned. The waiting app sites are
+*victims*; when no other detector names a cause, the app sites that make pool calls able
+to hold a connection (queries, transactions, dedicated conns) are offered as inferred
+causes.
+"""
+
+from __future__ import annotations
+
+from ..evidence import Evidence, trend
+from ..findings import Check, Finding
+from ..signatures import VICTIM_KINDS
+from .common import (
+    capture_advice,
+    confidence,
+    dbstats_trend,
+    goroutine_sites,
+    pinned_pools,
+)
+
+HOLDING_CALLS = ("query", "begin", "conn", "prepare")
+LONG_WAIT_MINUTES = 1
+
+_LABEL = {
+    "sql_pool_exhausted": "database/sql pool",
+    "pgxpool_exhausted": "pgxpool",
+    "redis_pool_exhausted": "go-redis pool",
+    "http_conn_wait": "net/http transport (MaxConnsPerHost)",
+}
+
+
+def detect(ev: Evidence) -> list[Finding]:
+    out = []
+    for kind in VICTIM_KINDS:
+        f = _detect_kind(ev, kind)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
+    g_rounds = ev.rounds_with("goroutines")
+    victims = ev.goroutines[(ev.goroutines["leak_kind"] == kind)
+                            & (ev.goroutines["role"] == "victim")]
+    v_trend = trend(victims.groupby("round")["count"].sum().to_dict(), g_rounds)
+    long_wait = int(victims[victims["wait_max"].fillna(0) >= LONG_WAIT_MINUTES]["count"].sum())
+    is_sql = kind == "sql_pool_exhausted"
+    pinned, stat_rounds = pinned_pools(ev) if is_sql else (0, 0)
+    w_rounds, w_values = dbstats_trend(ev, "wait_count") if is_sql else ([], [])
+    wait_trend = trend(dict(zip(w_rounds, w_values, strict=False)))
+    if v_trend.last == 0 and not (pinned and pinned == stat_rounds and stat_rounds >= 2):
+        return None
+
+    stuck = long_wait > 0 or (pinned == stat_rounds and stat_rounds >= 2 and
+                              v_trend.rounds >= 2 and min(v_trend.values) > 0)
+    severity = "high" if long_wait > 0 else "medium" if stuck else "info"
+    label = _LABEL[kind]
+    checks = []
+    if len(ev.tables["goroutines"]):
+        checks.append(Check("goroutines", "supports" if v_trend.last else "silent",
+                            f"callers waiting for a connection: {v_trend.describe()}"
+                            + (f"; {long_wait} waiting {LONG_WAIT_MINUTES}+ min" if long_wait
+                               else "")))
+    else:
+        checks.append(Check("goroutines", "absent", "no goroutine dump in the bundle"))
+    if is_sql:
+        if stat_rounds:
+            checks.append(Check("dbstats", "supports" if pinned else "contradicts",
+                                f"InUse at MaxOpenConnections in {pinned} of {stat_rounds} "
+                                f"rounds; WaitCount {wait_trend.describe()}"))
+        else:
+            checks.append(Check("dbstats", "absent", "no db.Stats in the bundle"))
+    conf = confidence(checks, len(g_rounds), v_trend.growing() or wait_trend.growing())
+
+    victims_sites = goroutine_sites(ev, victims, role="victim",
+                                    note="waits for a connection (a victim, not the cause)")
+    summary = (f"{label} exhausted: {int(v_trend.last)} callers waiting for a connection"
+               + (f", {long_wait} of them for {LONG_WAIT_MINUTES}+ minutes" if long_wait else "")
+               + (f"; pool pinned at its limit in {pinned} of {stat_rounds} rounds"
+                  if stat_rounds else "") + ".")
+    if severity == "info":
+        summary = (f"{label} busy: {int(v_trend.last)} callers briefly queued for a connection; "
+                   "no caller waited a minute and the pool is not pinned in every round, "
+                   "which is what a busy healthy pool looks like.")
+    finding = Finding(kind=kind, severity=severity, confidence=conf, summary=summary,
+                      evidence={"goroutines": {"waiters_by_round": list(v_trend.values),
+                                               "waiting_1min_plus": long_wait},
+                                "dbstats": {"pinned_rounds": pinned, "rounds": stat_rounds,
+                                            "wait_count_by_round": list(wait_trend.values)}},
+                      sites=victims_sites, checks=checks)
+    if severity != "info" and is_sql:
+        g = ev.goroutines[ev.goroutines["pool_call"].isin(HOLDING_CALLS)]
+        causes = goroutine_sites(ev, g, role="cause",
+                                 note="makes a pool call that can hold a connection "
+                                      "(query, transaction, dedicated conn)")
+        for c in causes:
+            c.inferred = True
+        finding.sites += causes
+        finding.advice = capture_advice(ev, "holds the connections")
+    return finding

@@ -1,0 +1,287 @@
+"""Evidence prepared once for every detector: stacks with their first app frame,
+goroutines bucketed and matched to leak signatures, live heap objects matched to
+connection-holding allocation sites, and helpers to read growth across rounds.
+
+Detectors read only this and the tables; each is then a short rule about one pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from .gosym import APP
+from .schema import Tables
+from .signatures import DUMPER_FRAMES, GOROUTINE_SIGNATURES, HEAP_SITES, POOL_CALLS
+
+#: Leaf runtime frames that tell a goroutine's wait state when the dump (debug=1, pprof
+#: goroutine profile) does not print it.
+_STATE_FROM_LEAF: tuple[tuple[str, str], ...] = (
+    ("runtime.selectgo", "select"),
+    ("runtime.block", "select (no cases)"),
+    ("runtime.chanrecv", "chan receive"),
+    ("runtime.chansend", "chan send"),
+    ("internal/poll.runtime_pollWait", "IO wait"),
+    ("runtime.netpollblock", "IO wait"),
+    ("sync.runtime_SemacquireMutex", "semacquire"),
+    ("internal/sync.runtime_SemacquireMutex", "semacquire"),
+    ("sync.runtime_SemacquireRWMutex", "semacquire"),
+    ("sync.runtime_Semacquire", "semacquire"),
+    ("sync.runtime_notifyListWait", "sync.Cond.Wait"),
+    ("time.Sleep", "sleep"),
+    ("runtime.timeSleep", "sleep"),
+    ("syscall.Syscall", "syscall"),
+    ("syscall.syscall", "syscall"),
+)
+_NORMAL_STATES = {
+    "sync.Mutex.Lock": "semacquire", "sync.RWMutex.Lock": "semacquire",
+    "sync.RWMutex.RLock": "semacquire", "sync.WaitGroup.Wait": "semacquire",
+}
+
+
+class Site(NamedTuple):
+    function: str
+    file: str
+    line: int | None
+
+
+@dataclass
+class StackInfo:
+    functions: list[str]
+    files: list[str]
+    lines: list[int | None]
+    classes: list[str]
+
+    def app_frame(self, below: int = -1) -> Site | None:
+        """First app frame rootward of depth ``below`` (leaf first): the call site."""
+        for d in range(below + 1, len(self.functions)):
+            if self.classes[d] == APP:
+                return Site(self.functions[d], self.files[d], self.lines[d])
+        return None
+
+    def pool_call(self) -> str:
+        """The database/sql entry point the first app frame calls, e.g. "begin"."""
+        for d, cls in enumerate(self.classes):
+            if cls == APP:
+                for callee in reversed(self.functions[:d]):
+                    for prefix, call in POOL_CALLS.items():
+                        if callee == prefix or callee.startswith(prefix + "."):
+                            return call
+                return ""
+        return ""
+
+    def leaf_state(self) -> str | None:
+        for fn in self.functions[:4]:
+            for prefix, state in _STATE_FROM_LEAF:
+                if fn.startswith(prefix):
+                    return state
+        return None
+
+
+@dataclass
+class Evidence:
+    tables: Tables
+    rounds: list[int]
+    stacks: dict[int, StackInfo]
+    #: goroutine buckets: round, stack_id, state, count, wait_min, wait_max, leaked,
+    #: sig (signature id or ""), role, leak_kind, site_* (first app frame), parents.
+    goroutines: pd.DataFrame
+    #: heap buckets: round, stack_id, heap_site, leak_kind, object, inuse_objects,
+    #: inuse_space, alloc_objects, site_* (first app frame above the allocation frame).
+    heap: pd.DataFrame
+    heap_profiles: pd.DataFrame
+    series: dict[str, dict[int, dict[str, float]]]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    #: goroutine id -> stack_id per round, to follow "created by ... in goroutine P".
+    live_ids: dict[int, dict[int, int]] = field(default_factory=dict)
+
+    def sig_counts(self, sig: str | tuple[str, ...]) -> dict[int, int]:
+        sigs = (sig,) if isinstance(sig, str) else sig
+        g = self.goroutines[self.goroutines["sig"].isin(sigs)]
+        counts = g.groupby("round")["count"].sum()
+        return {r: int(counts.get(r, 0)) for r in self.rounds_with("goroutines")}
+
+    def rounds_with(self, table: str) -> list[int]:
+        df = self.tables[table]
+        return sorted(int(r) for r in df["round"].dropna().unique()) if len(df) else []
+
+    def heap_rounds(self) -> list[int]:
+        return self.rounds_with("heap_samples")
+
+
+def stack_infos(stacks: pd.DataFrame) -> dict[int, StackInfo]:
+    out: dict[int, StackInfo] = {}
+    if not len(stacks):
+        return out
+    s = stacks.sort_values(["stack_id", "depth"])
+    for sid, g in s.groupby("stack_id", sort=False):
+        out[int(sid)] = StackInfo(
+            functions=[str(x) for x in g["function"].fillna("")],
+            files=[str(x) for x in g["file"].fillna("")],
+            lines=[int(x) if pd.notna(x) else None for x in g["line"]],
+            classes=[str(x) for x in g["frame_class"].fillna("")],
+        )
+    return out
+
+
+def _match_signature(info: StackInfo | None, state: str | None):
+    if info is None:
+        return None
+    for sig in GOROUTINE_SIGNATURES:
+        if sig.states is not None and state not in sig.states:
+            continue
+        if state in sig.not_states:
+            continue
+        for d, fn in enumerate(info.functions):
+            if fn.startswith(sig.frames):
+                return sig, d
+    return None
+
+
+def _is_dumper(info: StackInfo | None) -> bool:
+    return info is not None and any(fn.startswith(DUMPER_FRAMES) for fn in info.functions[:12])
+
+
+def bucket_goroutines(gr: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataFrame:
+    cols = ["round", "stack_id", "state", "count", "wait_min", "wait_max", "leaked", "sig",
+            "role", "leak_kind", "site_function", "site_file", "site_line", "pool_call",
+            "parents", "created_by"]
+    if not len(gr):
+        return pd.DataFrame(columns=cols)
+    g = gr[gr["stack_id"].notna()].copy()
+    g["state"] = g["state"].astype("object").where(g["state"].notna(), None)
+    g["state"] = g["state"].map(lambda s: _NORMAL_STATES.get(s, s) if s else s)
+    g["count"] = g["count"].fillna(1).astype("int64")
+    keyed = g.assign(state_key=g["state"].fillna(""), cb=g["created_by"].fillna(""))
+    agg = keyed.groupby(["round", "stack_id", "state_key", "cb"], sort=False).agg(
+        count=("count", "sum"),
+        wait_min=("wait_minutes", "min"),
+        wait_max=("wait_minutes", "max"),
+        leaked=("leaked", "any"),
+        parents=("parent_goroutine_id", lambda p: sorted({int(x) for x in p.dropna()})),
+    ).reset_index()
+    rows = []
+    for rec in agg.itertuples(index=False):
+        sid = int(rec.stack_id)
+        info = stacks.get(sid)
+        if _is_dumper(info):
+            continue
+        state = rec.state_key or (info.leaf_state() if info else None) or None
+        m = _match_signature(info, state)
+        site = None
+        if info is not None:
+            site = info.app_frame(m[1] if m else -1)
+        sig = m[0] if m else None
+        rows.append({
+            "round": int(rec.round), "stack_id": sid, "state": state, "count": int(rec.count),
+            "wait_min": rec.wait_min, "wait_max": rec.wait_max, "leaked": bool(rec.leaked),
+            "sig": sig.id if sig else "", "role": sig.role if sig else "",
+            "leak_kind": sig.leak_kind if sig else "",
+            "site_function": site.function if site else None,
+            "site_file": site.file if site else None,
+            "site_line": site.line if site else None,
+            "pool_call": info.pool_call() if info else "",
+            "parents": rec.parents, "created_by": rec.cb,
+        })
+    return pd.DataFrame(rows, columns=cols)
+
+
+def bucket_heap(samples: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataFrame:
+    cols = ["round", "stack_id", "heap_site", "leak_kind", "object", "inuse_objects",
+            "inuse_space", "alloc_objects", "site_function", "site_file", "site_line"]
+    if not len(samples):
+        return pd.DataFrame(columns=cols)
+    per_stack = samples.groupby(["round", "stack_id"], sort=False)[
+        ["inuse_objects", "inuse_space", "alloc_objects"]].sum().reset_index()
+    matched: dict[int, tuple] = {}
+    for sid in per_stack["stack_id"].unique():
+        info = stacks.get(int(sid))
+        if info is None:
+            continue
+        hit = None
+        for d, fn in enumerate(info.functions):
+            for hs in HEAP_SITES:
+                if fn.startswith(hs.frames):
+                    hit = (hs, d)
+                    break
+            if hit:
+                break
+        if hit:
+            site = info.app_frame(hit[1])
+            matched[int(sid)] = (hit[0], site)
+    rows = []
+    for rec in per_stack.itertuples(index=False):
+        m = matched.get(int(rec.stack_id))
+        if not m:
+            continue
+        hs, site = m
+        rows.append({
+            "round": int(rec.round), "stack_id": int(rec.stack_id), "heap_site": hs.id,
+            "leak_kind": hs.leak_kind, "object": hs.object,
+            "inuse_objects": int(rec.inuse_objects or 0),
+            "inuse_space": int(rec.inuse_space or 0),
+            "alloc_objects": int(rec.alloc_objects or 0),
+            "site_function": site.function if site else None,
+            "site_file": site.file if site else None,
+            "site_line": site.line if site else None,
+        })
+    return pd.DataFrame(rows, columns=cols)
+
+
+def build(tables: Tables, rounds: list[int], series: dict, manifest: dict) -> Evidence:
+    stacks = stack_infos(tables["stacks"])
+    gr = tables["goroutines"]
+    live: dict[int, dict[int, int]] = {}
+    if len(gr):
+        ids = gr[gr["goroutine_id"].notna() & gr["stack_id"].notna()]
+        for rnd, g in ids.groupby("round"):
+            live[int(rnd)] = dict(zip(g["goroutine_id"].astype(int), g["stack_id"].astype(int),
+                                      strict=False))
+    return Evidence(
+        tables=tables, rounds=rounds, stacks=stacks,
+        goroutines=bucket_goroutines(gr, stacks),
+        heap=bucket_heap(tables["heap_samples"], stacks),
+        heap_profiles=tables["heap_profiles"],
+        series=series, manifest=manifest, live_ids=live,
+    )
+
+
+# ---- growth -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Trend:
+    values: tuple[float, ...]
+
+    @property
+    def first(self) -> float:
+        return self.values[0] if self.values else 0
+
+    @property
+    def last(self) -> float:
+        return self.values[-1] if self.values else 0
+
+    @property
+    def delta(self) -> float:
+        return self.last - self.first
+
+    @property
+    def rounds(self) -> int:
+        return len(self.values)
+
+    def growing(self, min_delta: float = 3) -> bool:
+        """Rises from first to last round by a margin, and never falls back to the start:
+        a leak only accumulates, a busy service goes up and down."""
+        if len(self.values) < 2 or self.delta < max(min_delta, 0.2 * self.first):
+            return False
+        low = self.first
+        return all(v >= low for v in self.values[1:]) and self.last >= max(self.values) * 0.9
+
+    def describe(self) -> str:
+        return " -> ".join(f"{v:g}" for v in self.values)
+
+
+def trend(by_round: dict[int, float], rounds: list[int] | None = None) -> Trend:
+    keys = rounds if rounds is not None else sorted(by_round)
+    return Trend(tuple(float(by_round.get(r, 0) or 0) for r in keys))

@@ -1,0 +1,71 @@
+"""Call-site scoring across findings and rounds.
+
+A site's score grows with how much it explains (goroutines, live objects, sockets, on a log
+scale so one huge number does not drown agreement), how fast that grows between rounds, how
+severe and how well corroborated its finding is, and its role: a cause (the line that takes
+connections and does not give them back) outranks an inferred cause, which outranks a
+victim (a line merely waiting for a connection).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .findings import SEVERITIES, CallSite, Finding, SiteEvidence
+
+ROLE_WEIGHT = {"cause": 3.0, "holder": 2.0, "victim": 1.0}
+SEVERITY_WEIGHT = {"info": 0.0, "low": 0.5, "medium": 1.0, "high": 1.5, "critical": 2.0}
+
+
+def site_score(f: Finding, s: SiteEvidence) -> float:
+    role = ROLE_WEIGHT.get(s.role, 1.0) * (0.5 if s.inferred else 1.0)
+    size = s.goroutines + s.heap_inuse_objects + s.sockets
+    magnitude = math.log2(2 + size)
+    growth = 1 + min(max(s.growth, 0) / max(size, 1), 1.0)
+    return 10 * role * SEVERITY_WEIGHT[f.severity] * f.confidence * magnitude * growth
+
+
+def rank(findings: list[Finding]) -> list[CallSite]:
+    acc: dict[tuple, dict] = {}
+    for f in findings:
+        for s in f.sites:
+            score = site_score(f, s)
+            if score <= 0:
+                continue
+            key = (s.function, s.file, s.line)
+            a = acc.setdefault(key, {"score": 0.0, "best": (-1.0, f.kind, s.role), "ev": {
+                "goroutines": 0, "heap_inuse_objects": 0, "heap_inuse_bytes": 0, "growth": 0.0,
+                "sockets": 0, "wait_minutes_max": None, "findings": []},
+                "inferred": True, "stacks": {}, "notes": []})
+            a["score"] += score
+            if score > a["best"][0]:
+                a["best"] = (score, f.kind, s.role)
+            ev = a["ev"]
+            ev["goroutines"] = max(ev["goroutines"], s.goroutines)
+            ev["heap_inuse_objects"] = max(ev["heap_inuse_objects"], s.heap_inuse_objects)
+            ev["heap_inuse_bytes"] = max(ev["heap_inuse_bytes"], s.heap_inuse_bytes)
+            ev["growth"] = max(ev["growth"], s.growth)
+            ev["sockets"] = max(ev["sockets"], s.sockets)
+            if s.wait_minutes_max is not None:
+                ev["wait_minutes_max"] = max(ev["wait_minutes_max"] or 0, s.wait_minutes_max)
+            if f.kind not in ev["findings"]:
+                ev["findings"].append(f.kind)
+            if s.note and s.note not in a["notes"]:
+                a["notes"].append(s.note)
+            a["inferred"] = a["inferred"] and s.inferred
+            for st in s.stacks:
+                a["stacks"].setdefault((st["stack_id"], st["source"]), st)
+    ordered = sorted(acc.items(), key=lambda kv: -kv[1]["score"])
+    out = []
+    for i, ((function, file, line), a) in enumerate(ordered, start=1):
+        a["ev"]["notes"] = a["notes"]
+        out.append(CallSite(rank=i, function=function, file=file, line=line,
+                            leak_kind=a["best"][1], score=round(a["score"], 2),
+                            role=a["best"][2], evidence=a["ev"], inferred=a["inferred"],
+                            stack_ids=sorted({k[0] for k in a["stacks"]}),
+                            stacks=list(a["stacks"].values())))
+    return out
+
+
+def worst_severity(findings: list[Finding]) -> str:
+    return max((f.severity for f in findings), key=SEVERITIES.index, default="none")
