@@ -24,6 +24,8 @@ from .common import (
 
 HOLDING_CALLS = ("query", "begin", "conn", "prepare")
 LONG_WAIT_MINUTES = 1
+#: So many callers queued at one instant is a sick service, whatever the cause.
+MANY_WAITERS = 100
 
 _LABEL = {
     "sql_pool_exhausted": "database/sql pool",
@@ -57,7 +59,10 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
 
     stuck = long_wait > 0 or (pinned == stat_rounds and stat_rounds >= 2 and
                               v_trend.rounds >= 2 and min(v_trend.values) > 0)
-    severity = "high" if long_wait > 0 else "medium" if stuck else "info"
+    queue_grows = v_trend.growing(min_delta=5)
+    severity = ("high" if long_wait > 0 or (stuck and queue_grows)
+                else "medium" if stuck or queue_grows or v_trend.last >= MANY_WAITERS
+                else "info")
     label = _LABEL[kind]
     checks = []
     if len(ev.tables["goroutines"]):
