@@ -8,7 +8,7 @@ them to one spelling, and that spelling must not drift between parsers. Kernel n
 truth every tool reads from.
 
 Stable API (other parsers import these): :func:`normalize_state`, :func:`split_endpoint`,
-:func:`hex_endpoint`, :func:`service_port`, :data:`KERNEL_STATES`.
+:func:`hex_endpoint`, :func:`hex_ip`, :func:`service_port`, :data:`KERNEL_STATES`.
 All functions are total: bad input gives ``UNKNOWN`` / ``(None, None)``, never an
 exception, because every argument comes from an untrusted paste.
 """
@@ -74,6 +74,11 @@ _ALIASES: dict[str, str] = {
     "BOUND": "CLOSE",
     "LISTENING": "LISTEN",
     "LISTENER": "LISTEN",
+    # AF_UNIX socket states as lsof 4.9x and -F TST= print them (ss says ESTAB/UNCONN).
+    "CONNECTED": "ESTABLISHED",
+    "UNCONNECTED": "CLOSE",
+    "CONNECTING": "SYN_SENT",
+    "DISCONNECTING": "CLOSING",
 }
 
 _HEX_CODE = re.compile(r"(?:0x)?[0-9A-Fa-f]{1,2}")
@@ -240,8 +245,8 @@ def split_endpoint(s: str | None) -> tuple[str | None, int | None]:
     IPv6 (returned as IPv4). ip is None for ``*``; port is None for ``*`` or an unknown
     service name.
     """
-    if not s:
-        return None, None
+    if not s or len(s) > 512:
+        return None, None  # no address is that long: not worth a cache slot or a parse
     t = s.strip()
     if not t:
         return None, None
@@ -291,6 +296,11 @@ def _hex_ip(h: str) -> str | None:
         swapped = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
         return canonical_ip(ipaddress.IPv6Address(swapped).compressed)
     return None
+
+
+def hex_ip(h: str) -> str | None:
+    """A /proc/net hex address (8 or 32 hex digits) -> canonical IP text, or None."""
+    return _hex_ip(h.strip())
 
 
 def hex_endpoint(s: str | None) -> tuple[str | None, int | None]:
