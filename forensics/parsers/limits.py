@@ -37,15 +37,19 @@ DESCRIPTION = "/proc/PID/limits or prlimit: soft/hard resource limits (open file
 
 #: Real rows are ~80 characters; the lazy name group must never see a hostile long line.
 _MAX_LINE = 512
-_VALUE = r"(unlimited|infinity|\d+)"
-_PROC_ROW = re.compile(rf"^(Max [A-Za-z ]+?)[ \t]+{_VALUE}[ \t]+{_VALUE}(?:[ \t]+([a-z]+))?[ \t]*$")
+_VALUE = r"(unlimited|infinity|\d{1,18})"
+#: Resource names are words separated by single spaces ("Max open files"): spelling that
+#: out (rather than a lazy ``.*?``) leaves the regex one way to match, so it stays linear.
+_PROC_ROW = re.compile(
+    rf"^(Max(?: [A-Za-z]+)+)[ \t]+{_VALUE}[ \t]+{_VALUE}(?:[ \t]+([a-z]+))?[ \t]*$"
+)
 _PRLIMIT_ROW = re.compile(
-    rf"^([A-Z]+)[ \t]+(\S.*?)[ \t]+{_VALUE}[ \t]+{_VALUE}(?:[ \t]+([a-z]+))?[ \t]*$"
+    rf"^([A-Z]+)[ \t]+(\S+(?: \S+)*)[ \t]+{_VALUE}[ \t]+{_VALUE}(?:[ \t]+([a-z]+))?[ \t]*$"
 )
 _PROC_HEADER = re.compile(r"^Limit[ \t]+Soft Limit[ \t]+Hard Limit[ \t]+Units", re.M)
 _PRLIMIT_HEADER = re.compile(r"^RESOURCE[ \t]+DESCRIPTION[ \t]+SOFT[ \t]+HARD", re.M)
-_PID_PATH = re.compile(r"/proc/(\d+)/limits\b|prlimit\b.*?(?:-p|--pid)[ =]?(\d+)")
-_PATH_PID = re.compile(r"(?:^|/)proc/(\d+)(?:/|$)")
+_PID_PATH = re.compile(r"/proc/(\d{1,10})/limits\b|prlimit\b[^\n]*?(?:-p|--pid)[ =]?(\d{1,10})")
+_PATH_PID = re.compile(r"(?:^|/)proc/(\d{1,10})(?:/|$)")
 
 #: prlimit resource -> /proc/PID/limits row name (the kernel's lim_rows[] names).
 _PRLIMIT_NAMES = {

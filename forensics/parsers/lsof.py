@@ -118,6 +118,12 @@ class _Row:
     name: str
 
 
+def _num(s: str | None) -> int | None:
+    """Decimal digits -> int; None for anything else or for more digits than an int64
+    column holds (a hostile paste must not reach int()'s digit limit)."""
+    return int(s) if s and len(s) <= 18 and s.isdigit() else None
+
+
 def sniff(head: bytes, name: str) -> float:
     text = decode_text(head[:65536])
     lines = [ln for ln in text.split("\n")[:200] if ln.strip()]
@@ -220,7 +226,7 @@ def _skip(line: str, lineno: int, result: ParseResult) -> None:
         return
     m = _PROMPT_PID.search(s)
     if m and ("$" in s or "#" in s):
-        result.meta.setdefault("command_pid", int(m.group(1)))
+        result.meta.setdefault("command_pid", _num(m.group(1)))
         return
     result.warn(f"not an lsof row: {s[:80]!r}", line=lineno)
 
@@ -238,7 +244,7 @@ def _parse_row(line: str, header: _Header | None) -> _Row | None:
     if k is None:
         return None
     prefix = [t.group() for t in toks[:k]]
-    pid_at = next((j for j in range(1, k) if prefix[j].isdigit()), None)
+    pid_at = next((j for j in range(1, k) if _num(prefix[j]) is not None), None)
     if pid_at is None:
         return None
     command = " ".join(prefix[:pid_at])
@@ -322,7 +328,7 @@ def _records(row: _Row, cut: bool) -> tuple[dict | None, dict | None]:
     if row.fd_raw.startswith("NOFD"):
         return None, None  # "/proc/N/fd (opendir: Permission denied)": no descriptor
     m = _FD.fullmatch(row.fd_raw)
-    fd = int(m.group("num")) if m and m.group("num") else None
+    fd = _num(m.group("num")) if m and m.group("num") else None
     typ = row.typ or ("unknown" if fd is not None else None)
     is_socket = typ in _SOCKET_TYPES
     if fd is None:
@@ -374,12 +380,10 @@ def _unix_name(name: str) -> dict:
 
 def _inode(row: _Row, is_socket: bool, kind: str) -> int | None:
     if is_socket:
-        if row.typ in ("IPv4", "IPv6", "inet", "pack") and row.device and row.device.isdigit():
-            return int(row.device)
-        return int(row.node) if row.node and row.node.isdigit() else None
-    if kind == "pipe" and row.node and row.node.isdigit():
-        return int(row.node)
-    return None
+        if row.typ in ("IPv4", "IPv6", "inet", "pack") and _num(row.device) is not None:
+            return _num(row.device)
+        return _num(row.node)
+    return _num(row.node) if kind == "pipe" else None
 
 
 def _proto(row: _Row) -> str:
@@ -398,11 +402,11 @@ def _inet_name(name: str) -> dict:
     if inner is not None:
         for word in inner.split():
             key, eq, val = word.partition("=")
-            if eq and val.isdigit():
+            if eq and _num(val) is not None:
                 if key in ("QR", "TQR"):
-                    out["recv_q"] = int(val)
+                    out["recv_q"] = _num(val)
                 elif key in ("QS", "TQS"):
-                    out["send_q"] = int(val)
+                    out["send_q"] = _num(val)
             elif not eq:
                 out["state"] = normalize_state(word)
     local, _, remote = text.strip().partition("->")
@@ -460,11 +464,11 @@ def _parse_fields(lines: list[str], result: ParseResult) -> tuple[list[dict], li
         if tag == "p":
             flush()
             cur = None
-            if not val.isdigit():
+            if _num(val) is None:
                 result.warn(f"bad pid field {line[:40]!r}", line=i + 1)
                 proc = {}
                 continue
-            proc = {"pid": int(val)}
+            proc = {"pid": _num(val)}
         elif tag == "c" and cur is None:
             proc["command"] = val
         elif tag == "f":
@@ -495,8 +499,8 @@ def _field_records(cur: dict) -> tuple[dict | None, dict | None]:
         if "ST" in tcp:
             sock["state"] = normalize_state(tcp["ST"])
         for key, col in (("QR", "recv_q"), ("QS", "send_q")):
-            if tcp.get(key, "").isdigit():
-                sock[col] = int(tcp[key])
+            if _num(tcp.get(key)) is not None:
+                sock[col] = _num(tcp[key])
         if typ in _INET_TYPES and not cur.get("P") and "ST" not in tcp:
             sock["proto"] = None
     return fd_rec, sock

@@ -53,7 +53,7 @@ _INET_HEADER = re.compile(r"^[ \t]*sl[ \t]+local_address[^\n]*$", re.M)
 _INET_ROW = re.compile(
     rf"\n[ \t]*\d+:[ \t]+({_H}{{8}}|{_H}{{32}}):({_H}{{4}})[ \t]+({_H}{{8}}|{_H}{{32}}):({_H}{{4}})"
     rf"[ \t]+({_H}{{2}})[ \t]+({_H}{{8}}):({_H}{{8}})[ \t]+({_H}{{2}}):({_H}{{8}})[ \t]+({_H}{{8}})"
-    r"[ \t]+(\d+)[ \t]+(\d+)[ \t]+(\d+)\b",
+    r"[ \t]+(\d{1,10})[ \t]+(\d{1,10})[ \t]+(\d{1,18})\b",
 )
 _ROW_START = re.compile(r"\n[ \t]*\d+:[ \t]")
 _INET_COLS = ("lip", "lport", "rip", "rport", "st", "txq", "rxq", "tr", "when", "retr",
@@ -62,10 +62,10 @@ _UNIX_HEADER = re.compile(r"^Num[ \t]+RefCount[ \t]+Protocol[ \t]+Flags[^\n]*$",
 _UNIX_START = re.compile(rf"\n{_H}+:[ \t]")
 _UNIX_ROW = re.compile(
     rf"\n({_H}+):[ \t]+{_H}{{8}}[ \t]+{_H}{{8}}[ \t]+({_H}{{8}})[ \t]+({_H}{{4}})[ \t]+({_H}{{2}})"
-    r"[ \t]+(\d+)(?:[ \t]+([^\n]*))?(?=\n|$)",
+    r"[ \t]+(\d{1,18})(?:[ \t]+([^\n]*))?(?=\n|$)",
 )
 _SOCKSTAT = re.compile(
-    r"^(sockets|TCP6?|UDP6?|UDPLITE6?|RAW6?|FRAG6?|MPTCP):((?:[ \t]+[a-z]+[ \t]+\d+)+)[ \t]*$",
+    r"^(sockets|TCP6?|UDP6?|UDPLITE6?|RAW6?|FRAG6?|MPTCP):((?:[ \t]+[a-z]+[ \t]+\d{1,18})+)[ \t]*$",
     re.M,
 )
 _SOCKSTAT_NAMES = {"orphan": "orphaned", "tw": "TIME_WAIT", "mem": "mem_pages"}

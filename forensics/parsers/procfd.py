@@ -43,17 +43,17 @@ DESCRIPTION = "ls -l /proc/PID/fd listing: descriptor -> socket/pipe/file target
 #: size, date) and finally ``FD -> TARGET``. The middle is a lazy ``.*?`` anchored by the
 #: literal `` -> `` on the same line: linear, no nested quantifiers.
 _ROW = re.compile(
-    r"^[ \t]*[l?][-rwxsStT?]{9}[.+@]?[ \t]+(?P<mid>.*?)[ \t](?P<fd>\d+)"
+    r"^[ \t]*[l?][-rwxsStT?]{9}[.+@]?[ \t]+(?P<mid>.*?)[ \t](?P<fd>\d{1,9})"
     r"(?:[ \t]+->[ \t]+(?P<target>.*))?$",
     re.M,
 )
 #: PATH_MAX (4096) plus the mode/owner/date prefix; longer lines are not ls output and
 #: must not reach the lazy ``mid`` group.
 _MAX_LINE = 4096 + 512
-_PROC_FD_PATH = re.compile(r"/proc/(\d+)/fd\b")
-_DIR_HEADER = re.compile(r"^[ \t]*/proc/(\d+)/fd/?:[ \t]*$")
-_PATH_PID = re.compile(r"(?:^|/)proc/(\d+)(?:/|$)")
-_INODE_LINK = re.compile(r"(socket|pipe):\[(\d+)\]")
+_PROC_FD_PATH = re.compile(r"/proc/(\d{1,10})/fd\b")
+_DIR_HEADER = re.compile(r"^[ \t]*/proc/(\d{1,10})/fd/?:[ \t]*$")
+_PATH_PID = re.compile(r"(?:^|/)proc/(\d{1,10})(?:/|$)")
+_INODE_LINK = re.compile(r"(socket|pipe):\[(\d{1,18})\]")
 _PSEUDO = re.compile(r"(socket|pipe|anon_inode|net|mnt|pid|user|uts|ipc|cgroup|time):")
 
 
