@@ -138,9 +138,11 @@ _PROM_METRICS: dict[str, tuple[str, float]] = {
 }
 _PROM_POOL_LABELS = ("db_name", "db", "database", "pool", "name", "dbname")
 
-_SNIFF_STRONG = re.compile(
-    r"MaxOpenConnections|OpenConnections|max_open_connections|go_sql_(?:stats_)?\w*connections"
-    r"|db_conns_(?:max|open|used)"
+#: DBStats field names as Go, JSON tags, snake_case or metric names spell them.
+_SNIFF_KEY = re.compile(
+    r"(?i)\b(max_?open_?conn(?:ection)?s|open_?conn(?:ection)?s|in_?use|wait_?count"
+    r"|wait_?duration|max_?idle_?closed|max_?idle_?time_?closed|max_?lifetime_?closed)\b\"?\s*(?::(?!=)|=)"
+    r"|\bgo_sql_(?:stats_)?\w*connections|\bdb_conns_(?:max|open|used)"
 )
 _SNIFF_POSITIONAL = re.compile(
     r"^\s*\{\d+ \d+ \d+ \d+ \d+ [0-9.]+[a-zµμ]* \d+ \d+(?: \d+)?\}\s*$", re.M
@@ -151,11 +153,12 @@ _MAX_ROWS = 100_000
 
 def sniff(head: bytes, name: str) -> float:
     text = decode_text(head[:65536])
-    hits = len(_SNIFF_STRONG.findall(text[:65536]))
-    if hits >= 2:
+    hits = len({m.group(0).lower().replace("_", "")[:12]
+                for m in _SNIFF_KEY.finditer(text[:65536])})
+    if hits >= 3:
         return 0.9
-    if hits == 1:
-        return 0.6
+    if hits:
+        return 0.5 if hits == 2 else 0.2
     if _SNIFF_POSITIONAL.search(text[:4096]):
         return 0.7 if "stat" in name.lower() or "db" in name.lower() else 0.5
     return 0.0

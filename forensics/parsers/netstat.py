@@ -53,6 +53,8 @@ TOOL = "netstat"
 _PROTO = re.compile(r"(?i)(tcp|udp)(4|6|46)?")
 _SKIP_PROTO = re.compile(r"(?i)(raw|icm|icmp|sctp|udpl|divert|ipx|ax25|netrom|x25|ddp)\w*")
 _STATE_WORD = re.compile(r"[A-Z][A-Z0-9_\-]{2,15}")
+#: BSD -A's PCB address and macOS's Socket / Flowhash columns (Flowhash drops leading 0s).
+_HEX_WORD = re.compile(r"[0-9a-fA-F]{1,16}")
 _PIDPROG = re.compile(r"(\d+)/(.*)")
 _TIMER = re.compile(r"(off|on|keepalive|timewait|probe|unkn)\s*\(([^()]{0,64})\)\s*$")
 _WIN_EXE = re.compile(r"^\s*\[(.{1,260})\]\s*$")
@@ -70,7 +72,7 @@ _UNIX_STATES: dict[str, str] = {
 _PROGNAME_WIDTH = 19
 
 _SNIFF_ROW = re.compile(
-    r"^\s*(?:[0-9a-f]{8,16}\s+){0,2}(?:tcp|udp)(?:4|6|46)?\s+\d+\s+\d+\s+\S+\s+\S+"
+    r"^\s*(?:[0-9a-f]{1,16}\s+){0,2}(?:tcp|udp)(?:4|6|46)?\s+\d+\s+\d+\s+\S+\s+\S+"
     r"|^\s*(?:TCP|UDP)\s+(?:\[[0-9a-fA-F:.%]+\]|[\w.\-*]+):[\w*]+\s+\S+",
     re.M,
 )
@@ -109,7 +111,6 @@ class _Header:
     """What the current section's header line says about its columns (None: no header)."""
 
     queues: bool = True
-    state: bool = True
     user_inode: bool = False
     program: bool = False
     win_pid: bool = False
@@ -191,6 +192,8 @@ def _parse_rows(text: str, result: ParseResult) -> tuple[list[list[Any]], str, d
         if "Local Address" in stripped and ("Proto" in stripped or "Tcpcb" in stripped
                                             or "Socket" in stripped):
             header = _read_header(stripped)
+            if section == "unix":  # an Internet header after UNIX rows, without a title
+                section = "inet"
             continue
         if stripped.startswith("Proto") and "RefCnt" in stripped:
             section = "unix"
@@ -237,7 +240,6 @@ def _section_of(title: str) -> str:
 def _read_header(line: str) -> _Header:
     return _Header(
         queues="Recv-Q" in line,
-        state="State" in line or "(state)" in line,
         user_inode="User" in line and "Inode" in line,
         program="PID/Program" in line,
         win_pid=line.rstrip().endswith("PID"),
@@ -260,6 +262,8 @@ def _inet_row(line: str, header: _Header | None,
             if _SKIP_PROTO.fullmatch(tok):
                 skipped[tok.lower()] = skipped.get(tok.lower(), 0) + 1
                 return None, "other"
+            if _PROTO.fullmatch(tok):
+                return None, "bad"  # a row we cannot place: say so rather than drop it
         return None, "other"
     raw_proto = parts[i]
     nums = 0
@@ -337,7 +341,7 @@ def _proto_index(parts: list[str]) -> int:
     for i in range(min(3, len(parts))):
         if _PROTO.fullmatch(parts[i]):
             return i
-        if not re.fullmatch(r"[0-9a-fA-F]{8,16}", parts[i]):
+        if not _HEX_WORD.fullmatch(parts[i]):
             return -1
     return -1
 

@@ -344,8 +344,8 @@ def _parse_summary(text: str) -> list[dict[str, Any]]:
     """
     total = _TOTAL.search(text)
     tcp = _TCP_LINE.search(text)
-    if total is None and tcp is None:
-        return []
+    if tcp is None and (total is None or _TRANSPORT_ROW.search(text) is None):
+        return []  # a lone "Total: N" line is not an ss -s summary
     out: list[dict[str, Any]] = []
 
     def add(proto: str, state: str, count: str | None) -> None:
