@@ -31,6 +31,11 @@ Threads: ``lsof`` without ``-K``/``-b`` variants repeats every descriptor of a G
 once per thread (TID column, or a thread COMMAND on older lsof). A descriptor is one row:
 rows are deduplicated by (pid, fd) before any other work.
 
+Tables: ``fds`` (one row per descriptor; cwd/rtd/txt/mem/DEL rows have a null fd and that
+name as kind) and ``sockets`` (one row per socket descriptor: proto tcp/tcp6/udp/udp6 from
+IPv4/IPv6 rows, ``unix`` with the path as local_ip, ``sock`` for lsof's "can't identify
+protocol" sockets, the classic trace of a leaked, half-torn-down connection).
+
 Field output (``lsof -F pcftDn``, ``-F0``): ``p`` starts a process set (``c`` command,
 ``K`` task id), ``f`` starts a file set (``t`` type, ``d`` device character = the socket
 inode on Linux, ``i`` inode, ``P`` protocol, ``n`` name, ``TST=``/``TQR=``/``TQS=`` TCP
@@ -91,7 +96,6 @@ class _Header:
     size_end: int | None
     node_end: int | None
     fd_end: int | None
-    name_start: int | None
 
     @classmethod
     def parse(cls, line: str) -> _Header:
@@ -101,9 +105,8 @@ class _Header:
             m = re.search(rf"(?<!\S){re.escape(word)}(?!\S)", hdr)
             return m.end() if m else None
 
-        name = re.search(r"(?<!\S)NAME(?!\S)", hdr)
         size = end("SIZE/OFF") or end("SIZE") or end("OFFSET")
-        return cls(end("DEVICE"), size, end("NODE"), end("FD"), name.start() if name else None)
+        return cls(end("DEVICE"), size, end("NODE"), end("FD"))
 
 
 @dataclass
@@ -332,7 +335,7 @@ def _records(row: _Row, cut: bool) -> tuple[dict | None, dict | None]:
     typ = row.typ or ("unknown" if fd is not None else None)
     is_socket = typ in _SOCKET_TYPES
     if fd is None:
-        kind = (m.group("name") if m and m.group("name") else row.fd_raw).lower()
+        kind = m.group("name").lower() if m and m.group("name") else "unknown"
     elif is_socket:
         kind = "socket"
     else:
