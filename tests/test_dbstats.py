@@ -120,6 +120,11 @@ def test_json_lines_after_a_log_prefix() -> None:
     assert df["wait_count"].tolist() == [42, 50]
 
 
+def test_json_on_a_later_line_after_a_comment() -> None:
+    df = _rows("# db.Stats() at 10:00:00\n" + json.dumps(GO_JSON) + "\n")
+    assert _values(df) == GO_VALUES
+
+
 @pytest.mark.parametrize(("text", "ns"), [
     ("1.5s", 1_500_000_000), ("2m3.5s", 123_500_000_000), ("350ms", 350_000_000),
     ("1h2m", 3_720_000_000_000), ("0s", 0), ("1.2µs", 1_200), ("7ns", 7), ("-1s", -10**9),

@@ -147,6 +147,8 @@ _SNIFF_KEY = re.compile(
 _SNIFF_POSITIONAL = re.compile(
     r"^\s*\{\d+ \d+ \d+ \d+ \d+ [0-9.]+[a-zµμ]* \d+ \d+(?: \d+)?\}\s*$", re.M
 )
+#: A JSON object somewhere in the text (after a log prefix, or on a later line).
+_JSON_HINT = re.compile(r"[{\[]\s*\"")
 _MAX_JSON_DEPTH = 64
 _MAX_ROWS = 100_000
 
@@ -169,7 +171,7 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     text = decode_text(data)
     rows: list[dict[str, Any]] = []
     fmt = ""
-    if text.lstrip()[:1] in ("{", "[") or re.match(r"^[^\n{\[]{0,200}[{\[]\s*\"", text):
+    if text.lstrip()[:1] in ("{", "[") or _JSON_HINT.search(text):
         rows = _from_json(text, result)
         fmt = "json" if rows else ""
     if not rows:
