@@ -240,15 +240,16 @@ def _number_rounds(arts: list[Artifact]) -> None:
         members.sort(key=lambda a: (a.captured_at or datetime.max.replace(tzinfo=timezone.utc),
                                     a.path))
         current: list[Artifact] = []
-        kinds: set[str] = set()
+        slots: set[tuple] = set()
         for a in members:
-            repeat = a.kind in kinds and a.kind not in ("unknown",) and a.status != "failed"
+            slot = _slot(a)
+            repeat = slot in slots and a.kind != "unknown" and a.status != "failed"
             if repeat and current:
                 split.append(current)
-                current, kinds = [], set()
+                current, slots = [], set()
             current.append(a)
             if a.status not in ("failed", "ignored"):
-                kinds.add(a.kind)
+                slots.add(slot)
         if current:
             split.append(current)
     dynamic = [g for g in split if any(a.kind not in STATIC_KINDS and a.kind != "unknown"
@@ -261,6 +262,21 @@ def _number_rounds(arts: list[Artifact]) -> None:
     for g in static:
         for a in g:
             a.round = _nearest_round(a, dynamic)
+
+
+def _slot(a: Artifact) -> tuple:
+    """What one round holds at most once: the kind, refined by variant, so that
+    /proc/net/tcp beside tcp6, or a goroutine dump beside a goroutineleak profile, are
+    not mistaken for two rounds."""
+    if a.result is None:
+        return (a.kind,)
+    meta = a.result.meta
+    protos: tuple = ()
+    for name in ("sockets", "socket_summary"):
+        df = a.result.tables.get(name)
+        if df is not None and len(df) and "proto" in df.columns:
+            protos += tuple(sorted({str(p) for p in df["proto"].dropna().unique()}))
+    return (a.kind, meta.get("format"), meta.get("profile_kind"), protos)
 
 
 def _group_order(g: list[Artifact]) -> tuple:

@@ -63,6 +63,7 @@ class Analysis:
 
 
 Progress = Callable[[str, int, int], None]
+PER_PROCESS_TABLES = frozenset({"fds", "limits"})
 
 
 def parse_artifact(art: Artifact) -> None:
@@ -110,7 +111,9 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
                 df["round"] = a.round
                 df["captured_at"] = pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT
                 df["source"] = a.path
-                if "pid" in df.columns and a.pid is not None:
+                # Only per-process listings inherit the artifact's pid: /proc/PID/net/tcp
+                # lists the whole network namespace, not the process's own sockets.
+                if name in PER_PROCESS_TABLES and "pid" in df.columns and a.pid is not None:
                     df["pid"] = df["pid"].fillna(a.pid) if df["pid"].notna().any() else a.pid
             parts.setdefault(name, []).append(conform(df, name))
     tables = Tables()
