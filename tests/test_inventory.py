@@ -115,3 +115,21 @@ def test_manifest_parser_reads_collector_and_hand_written_forms():
     assert meta["pid"] == 12 and meta["db_addresses"] == ["db.internal:6432"]
     # db.Stats JSON is not a manifest
     assert manifest.sniff(b'{"MaxOpenConnections": 10, "OpenConnections": 3}', "meta.json") == 0
+
+
+def test_variants_of_one_kind_stay_in_one_round(corpus, tmp_path):
+    """/proc/net/tcp and tcp6 are both proc_net_tcp artifacts, taken together: one round."""
+    import shutil
+
+    from forensics.pipeline import build_tables
+
+    for name in ("hotsos-vault-proc-net-tcp.txt", "hotsos-vault-proc-net-tcp6.txt",
+                 "hotsos-vault-proc-net-sockstat.txt"):
+        shutil.copy(corpus / "procfd" / name, tmp_path / name)
+    a = build_tables(tmp_path)
+    assert {art.kind for art in a.artifacts} == {"proc_net_tcp"}
+    assert a.rounds == [1]
+    protos = set(a.tables["sockets"]["proto"].dropna())
+    assert {"tcp", "tcp6"} <= protos
+    # /proc/net/tcp lists the namespace: its rows never inherit a pid
+    assert a.tables["sockets"]["pid"].isna().all()
