@@ -22,8 +22,9 @@ this module accepts:
   ``db_name``), the sqlstats ``go_sql_stats_connections_*`` names and chainlink-style
   ``db_conns_*`` / ``db_wait_*`` gauges.
 
-Output: the ``dbstats`` table, one row per pool and snapshot. Pool name: the JSON key or
-label value, or ``"default"``.
+Output: the ``dbstats`` table, one row per pool (a file holding several snapshots of a
+pool, e.g. JSON Lines, keeps the last one and says so in a warning). Pool name: the JSON
+key or label value, or ``"default"``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..schema import conform
+from ..schema import COMMON, conform
 from .base import ParseContext, ParseError, ParseResult, decode_text
 
 KIND = "dbstats"
@@ -182,9 +183,25 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     if not rows:
         raise ParseError("no database/sql DBStats found (JSON, %+v/%v text or go_sql_* metrics)")
     result.meta["format"] = fmt
-    result.meta["pools"] = sorted({r["pool"] for r in rows})
-    result.tables["dbstats"] = conform(pd.DataFrame(rows[:_MAX_ROWS]), "dbstats")
+    latest = _latest_per_pool(rows)
+    result.meta["pools"] = sorted(latest)
+    result.meta["snapshots"] = len(rows)
+    if len(rows) > len(latest):
+        result.warn(f"{len(rows)} snapshots of {len(latest)} pool(s); kept the last of each")
+    result.tables["dbstats"] = _own(pd.DataFrame(list(latest.values())), "dbstats")
     return result
+
+
+def _latest_per_pool(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last snapshot of each pool, in first-seen pool order.
+
+    The table holds one row per pool per round; a file that logs db.Stats() repeatedly
+    (JSON Lines, several %+v lines) describes the pool as of its last line.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        latest[row["pool"]] = row
+    return latest
 
 
 # --- values -----------------------------------------------------------------------------
@@ -408,3 +425,8 @@ def _positional(inner: str) -> dict[str, Any] | None:
             return None
         stats[col] = value
     return stats
+
+
+def _own(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``df`` cast to ``table``'s dtypes, without the context columns the pipeline adds."""
+    return conform(df, table).drop(columns=[name for name, _ in COMMON])

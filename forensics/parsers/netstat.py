@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..schema import conform
+from ..schema import COMMON, conform
 from .base import ParseContext, ParseError, ParseResult, decode_text
 from .netaddr import normalize_state, service_port, split_endpoint
 
@@ -143,7 +143,7 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     if not rows:
         raise ParseError(_why_no_rows(text, skipped))
     df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
-    result.tables["sockets"] = conform(df, "sockets")
+    result.tables["sockets"] = _own(df, "sockets")
     return result
 
 
@@ -451,3 +451,8 @@ def _unix_row(stripped: str, header: _Header | None) -> list[Any] | None:
         path = rest.strip()
     return [pid, None, int(inode_s) or None, "unix", state, path or None, None, None, None,
             None, None, None, TOOL, process]
+
+
+def _own(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``df`` cast to ``table``'s dtypes, without the context columns the pipeline adds."""
+    return conform(df, table).drop(columns=[name for name, _ in COMMON])

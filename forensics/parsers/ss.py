@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..schema import conform
+from ..schema import COMMON, conform
 from .base import ParseContext, ParseError, ParseResult, decode_text
 from .netaddr import normalize_state, service_port, split_endpoint
 
@@ -120,12 +120,12 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     text = decode_text(data)
     summary = _parse_summary(text)
     if summary:
-        result.tables["socket_summary"] = conform(pd.DataFrame(summary), "socket_summary")
+        result.tables["socket_summary"] = _own(pd.DataFrame(summary), "socket_summary")
         result.meta["format"] = "ss-s"
     rows, counts = _parse_listing(text, result)
     if rows:
         df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
-        result.tables["sockets"] = conform(df, "sockets")
+        result.tables["sockets"] = _own(df, "sockets")
         result.meta["format"] = "ss" if not summary else "ss+ss-s"
     result.meta["skipped_families"] = counts
     if not rows and not summary:
@@ -368,3 +368,8 @@ def _parse_summary(text: str) -> list[dict[str, Any]]:
         add(proto, "transport_ip", m.group(3))
         add(proto, "transport_ipv6", m.group(4))
     return out
+
+
+def _own(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``df`` cast to ``table``'s dtypes, without the context columns the pipeline adds."""
+    return conform(df, table).drop(columns=[name for name, _ in COMMON])
