@@ -1,0 +1,846 @@
+"""pprof ``profile.proto`` profiles (gzipped or raw): heap profiles to ``heap_samples``,
+goroutine profiles to ``goroutines``, and every other kind rejected with a reason.
+
+Why it looks the way it does:
+
+- A heap profile of a big service holds hundreds of thousands of samples, and Go writes
+  one sample per distinct allocation stack, so almost every sample is its own stack. A
+  Python object per sample (or per frame) would take many seconds, so samples are decoded
+  with numpy from their wire bytes (see :func:`_decode_samples`), frames are worked out
+  once per *location*, and the ``stacks`` table is gathered from per-location frame
+  blocks with index arithmetic. The only per-stack Python work left is the stable
+  ``stack_id`` hash, which must equal :func:`forensics.stacks.stack_hash` so that heap and
+  goroutine stacks (and other rounds) share ids.
+- Samples are decoded from the packed wire bytes only when they use the layout every
+  known writer uses; anything unusual falls back to the plain protobuf message, which is
+  slower but validates everything.
+- Strings are kept as bytes in the schema and decoded with replacement: real profiles
+  carry invalid UTF-8, and a bad symbol must not lose the profile.
+- A location without symbols keeps its frame, named by its address (``0x4a3b2c``).
+
+Heap values are as Go wrote them (already unsampled by the runtime); the numeric label
+``bytes`` (the allocation's block size) goes to ``block_bytes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from google.protobuf.message import DecodeError
+
+from .. import gosym
+from ..schema import conform
+from ..stacks import Frame
+from . import profile_proto as pb
+from .base import ParseContext, ParseError, ParseResult
+
+KIND = "heap_pprof"
+TABLES = ("heap_samples", "stacks", "heap_profiles", "goroutines", "goroutine_leaks")
+DESCRIPTION = "pprof protobuf profile (heap, allocs, goroutine), gzipped or raw"
+
+#: Refuse to inflate a profile beyond this (a zip bomb must not take the machine down).
+MAX_INFLATED = 1 << 30
+HEAP_TYPES = ("alloc_objects", "alloc_space", "inuse_objects", "inuse_space")
+_GZIP = b"\x1f\x8b"
+
+# Wire types a top-level Profile field may have, by field number (13 may be packed or not).
+_LEN, _VARINT = 2, 0
+_PROFILE_WIRE: dict[int, tuple[int, ...]] = {
+    1: (_LEN,), 2: (_LEN,), 3: (_LEN,), 4: (_LEN,), 5: (_LEN,), 6: (_LEN,),
+    7: (_VARINT,), 8: (_VARINT,), 9: (_VARINT,), 10: (_VARINT,), 11: (_LEN,),
+    12: (_VARINT,), 13: (_VARINT, _LEN), 14: (_VARINT,), 15: (_VARINT,),
+}
+
+
+# --------------------------------------------------------------------------- sniff
+
+def sniff(head: bytes, name: str) -> float:
+    """A profile.proto starts with a well-formed run of Profile fields; text never does."""
+    if head.startswith(_GZIP):
+        head = _inflate_head(head)
+        if not head:
+            return 0.0
+    if _legacy_cpu(head):
+        return 0.4  # claimed only to be refused with a clear reason
+    fields, complete = _walk_fields(head)
+    if fields >= 3 or (fields >= 1 and complete):
+        return 0.95 if fields >= 2 else 0.6
+    return 0.0
+
+
+def _legacy_cpu(data: bytes) -> bool:
+    """The pre-protobuf binary CPU profile: 64-bit words 0, 3, 0, period, 0 (either
+    byte order), as written by Go before 1.9 and by gperftools."""
+    if len(data) < 40:
+        return False
+    for order in ("<", ">"):
+        words = np.frombuffer(data[:40], dtype=f"{order}u8")
+        if words[0] == 0 and words[1] == 3 and words[2] == 0 and words[4] == 0:
+            return True
+    return False
+
+
+def _inflate_head(head: bytes) -> bytes:
+    try:
+        return zlib.decompressobj(wbits=31).decompress(head, 1 << 16)
+    except zlib.error:
+        return b""
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position); position -1 when the buffer ends mid-varint."""
+    value = shift = 0
+    for i in range(pos, min(pos + 10, len(buf))):
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i + 1
+        shift += 7
+    return 0, -1
+
+
+def _walk_fields(buf: bytes, limit: int = 64) -> tuple[int, bool]:
+    """How many leading Profile fields of ``buf`` are well formed, and whether the walk
+    ended cleanly (end of buffer or a field running past the end of a truncated head)."""
+    pos = count = 0
+    while pos < len(buf) and count < limit:
+        tag, nxt = _read_varint(buf, pos)
+        if nxt < 0:
+            return count, True
+        number, wire = tag >> 3, tag & 7
+        if wire not in _PROFILE_WIRE.get(number, ()):
+            return count, False
+        value, nxt = _read_varint(buf, nxt)
+        if nxt < 0:
+            return count + 1, True
+        pos = nxt + value if wire == _LEN else nxt
+        count += 1
+    return count, True
+
+
+# --------------------------------------------------------------------------- decoding
+
+def _inflate(data: bytes, result: ParseResult) -> bytes:
+    """Gunzip (possibly twice: bundlers gzip .pb.gz files again), bounded."""
+    for _ in range(2):
+        if not data.startswith(_GZIP):
+            return data
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out = d.decompress(data, MAX_INFLATED + 1)
+        except zlib.error as exc:
+            raise ParseError(f"corrupt gzip stream: {exc}") from None
+        if len(out) > MAX_INFLATED:
+            raise ParseError(f"gzip data inflates beyond {MAX_INFLATED >> 20} MiB; refusing it")
+        if not d.eof:
+            result.warn("gzip stream is truncated; reading what was inflated")
+        data = out
+    return data
+
+
+def _decode(raw: bytes) -> pb.RawProfile:
+    prof = pb.RawProfile()
+    try:
+        prof.ParseFromString(raw)
+    except DecodeError as exc:
+        raise ParseError(f"truncated or corrupt profile.proto: {exc}") from None
+    if not prof.sample_type and not prof.sample and len(prof.string_table) == 0:
+        raise ParseError("not a pprof profile: no sample types, samples or strings")
+    return prof
+
+
+class _Strings:
+    """The string table, decoded lazily with replacement (invalid UTF-8 happens)."""
+
+    def __init__(self, table: Sequence[bytes]) -> None:
+        self._raw = table
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, index: int) -> str:
+        s = self._cache.get(index)
+        if s is None:
+            s = ""
+            if 0 <= index < len(self._raw):
+                s = self._raw[index].decode("utf-8", errors="replace")
+            self._cache[index] = s
+        return s
+
+    def find(self, text: str) -> int:
+        """Index of ``text`` in the table, or -1."""
+        needle = text.encode()
+        for i, s in enumerate(self._raw):
+            if s == needle:
+                return i
+        return -1
+
+
+@dataclass
+class Samples:
+    """Samples as flat arrays: sample i's location ids are
+    ``loc_ids[offsets[i]:offsets[i+1]]`` (leaf first); ``values`` is (n, types)."""
+
+    loc_ids: np.ndarray
+    offsets: np.ndarray
+    values: np.ndarray
+    #: One entry per label: sample index, key, str (string indices) and num.
+    label_sample: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    label_key: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    label_str: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    label_num: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenation of ``arange(starts[i], stops[i])`` and the i of each element."""
+    lens = stops - starts
+    group = np.repeat(np.arange(len(starts), dtype=np.int64), lens)
+    first = np.cumsum(lens) - lens
+    idx = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(first - starts, lens)
+    return idx, group
+
+
+def _varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Decode ``buf`` as a run of varints: (values, last byte) per varint.
+
+    Works per byte position within a varint (at most 10), so memory stays a few arrays
+    of one entry per varint, not per byte."""
+    is_last = buf < 0x80
+    last = np.flatnonzero(is_last)
+    if len(buf) and (len(last) == 0 or last[-1] != len(buf) - 1):
+        return None
+    first = np.empty_like(last)
+    first[:1] = 0
+    first[1:] = last[:-1] + 1
+    size = last - first + 1
+    if len(size) and int(size.max()) > 10:
+        return None
+    values = (buf[first] & 0x7F).astype(np.uint64)
+    more = np.flatnonzero(size > 1)
+    k = 1
+    while len(more):
+        values[more] |= (buf[first[more] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        k += 1
+        more = more[size[more] > k]
+    return values, last
+
+
+def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
+    """Decode Sample messages from their wire bytes with numpy, or None to fall back.
+
+    Every byte of a Sample is part of a varint (tags, lengths, packed values and the
+    all-varint Label message), so the joined bytes decode as one varint run. The
+    top-level fields of all samples are then found together, one field per sample per
+    step, following each field's length; the steps taken are the largest number of
+    fields in one sample (3 or 4 for what Go writes).
+    """
+    raw = list(raw)  # upb makes a new bytes object on every access: take them once
+    n = len(raw)
+    lens = np.fromiter(map(len, raw), dtype=np.int64, count=n)
+    buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
+    dec = _varints(buf)
+    if dec is None:
+        return None
+    vals, vlast = dec
+    nv = len(vals)
+    s_end = np.cumsum(lens)
+    nonempty = lens > 0
+    # Every sample must end on a varint boundary.
+    if np.any(buf[s_end[nonempty] - 1] >= 0x80):
+        return None
+
+    # Varints ended at or before each byte: turns a byte position into a varint index.
+    ended = np.cumsum(buf < 0x80, dtype=np.int64 if len(buf) >= 2**31 else np.int32)
+    # Sample of each varint: samples are contiguous runs of whole varints.
+    ends_at = np.zeros(n + 1, np.int64)
+    ends_at[1:] = ended[s_end - 1] if len(buf) else 0
+    ends_at[1:][~nonempty] = 0
+    np.maximum.accumulate(ends_at, out=ends_at)
+    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends_at))
+
+    cur = ends_at[:-1][nonempty]
+    tags: list[np.ndarray] = []
+    while len(cur):
+        if len(tags) >= 256:  # a sample with hundreds of fields: let protobuf do it
+            return None
+        tags.append(cur)
+        wire = (vals[cur] & 7).astype(np.int64)
+        if np.any((wire != _LEN) & (wire != _VARINT)) or np.any(cur + 1 >= nv):
+            return None
+        mine = owner[cur]
+        if np.any(owner[cur + 1] != mine):  # a tag without its value
+            return None
+        nxt = cur + 2
+        is_len = wire == _LEN
+        if np.any(is_len):
+            size = vals[cur[is_len] + 1]
+            if np.any(size > np.uint64(len(buf))):
+                return None
+            end_byte = vlast[cur[is_len] + 1] + 1 + size.astype(np.int64)
+            sample_end = s_end[mine[is_len]]
+            if np.any(end_byte > sample_end):
+                return None
+            # The payload must end where a varint ends (a field ends on a whole varint).
+            if np.any(buf[end_byte - 1] >= 0x80):
+                return None
+            nxt[is_len] = ended[end_byte - 1]
+        alive = nxt < nv
+        alive[alive] = owner[nxt[alive]] == mine[alive]
+        cur = nxt[alive]
+    top = np.sort(np.concatenate(tags)) if tags else np.zeros(0, np.int64)
+    return _collect_fields(top, vals, owner[top], n, n_types)
+
+
+def _collect_fields(top: np.ndarray, vals: np.ndarray, owner: np.ndarray, n: int,
+                    n_types: int) -> Samples | None:
+    """Turn the top-level field tags of all samples into :class:`Samples`."""
+    nv = len(vals)
+    number = (vals[top] >> 3).astype(np.int64)
+    wire = (vals[top] & 7).astype(np.int64)
+    # Field payload as a varint index range: a packed run, or the single varint value.
+    nxt = np.append(top[1:], nv)
+    p_start = np.where(wire == _LEN, top + 2, top + 1)
+    p_stop = np.where(wire == _LEN, nxt, top + 2)
+
+    def gather(num: int) -> tuple[np.ndarray, np.ndarray]:
+        sel = number == num
+        idx, grp = _ranges(p_start[sel], p_stop[sel])
+        return vals[idx], owner[sel][grp]
+
+    loc, loc_owner = gather(1)
+    value, value_owner = gather(2)
+    counts = np.bincount(value_owner, minlength=n)
+    if n and np.any(counts != n_types):
+        return None
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(loc_owner, minlength=n), out=offsets[1:])
+    out = Samples(loc, offsets, value.view(np.int64).reshape(n, n_types))
+    sel = (number == 3) & (wire == _LEN)
+    if np.any(sel):
+        if not _collect_labels(out, p_start[sel], p_stop[sel], owner[sel], vals):
+            return None
+    return out
+
+
+def _collect_labels(out: Samples, start: np.ndarray, stop: np.ndarray, owner: np.ndarray,
+                    vals: np.ndarray) -> bool:
+    """Label messages are (tag, value) varint pairs: key=1, str=2, num=3, num_unit=4."""
+    if np.any((stop - start) % 2):
+        return False
+    idx, grp = _ranges(start, stop)
+    tag_pos = idx[(idx - start[grp]) % 2 == 0]
+    tag_grp = grp[(idx - start[grp]) % 2 == 0]
+    if np.any(vals[tag_pos] & 7):
+        return False
+    number = (vals[tag_pos] >> 3).astype(np.int64)
+    got = vals[tag_pos + 1].view(np.int64)
+    n = len(start)
+    fields = {}
+    for num in (1, 2, 3):
+        arr = np.zeros(n, np.int64)
+        sel = number == num
+        arr[tag_grp[sel]] = got[sel]  # the last one wins, as protobuf says
+        fields[num] = arr
+    out.label_sample, out.label_key = owner, fields[1]
+    out.label_str, out.label_num = fields[2], fields[3]
+    return True
+
+
+def _decode_samples_slow(raw_samples: Sequence[bytes], n_types: int,
+                         result: ParseResult) -> Samples:
+    """Reference decoding through the protobuf Sample message (validates everything)."""
+    locs: list[int] = []
+    offsets = [0]
+    values: list[list[int]] = []
+    lab: list[tuple[int, int, int, int]] = []
+    msg = pb.Sample()
+    for i, data in enumerate(raw_samples):
+        try:
+            msg.ParseFromString(data)
+        except DecodeError as exc:
+            raise ParseError(f"corrupt sample {i}: {exc}") from None
+        v = list(msg.value)
+        if len(v) != n_types:
+            result.warn(f"sample {i} has {len(v)} values for {n_types} sample types",
+                        offset=i)
+            v = (v + [0] * n_types)[:n_types]
+        values.append(v)
+        locs.extend(msg.location_id)
+        offsets.append(len(locs))
+        lab.extend((i, lb.key, lb.str, lb.num) for lb in msg.label)
+    arr = np.array(lab, dtype=np.int64).reshape(-1, 4)
+    return Samples(
+        np.array(locs, dtype=np.uint64), np.array(offsets, dtype=np.int64),
+        np.array(values, dtype=np.int64).reshape(len(values), n_types),
+        arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3],
+    )
+
+
+# --------------------------------------------------------------------------- locations
+
+@dataclass
+class Locations:
+    """Frames of every location, leaf first within a location (line[0] innermost).
+
+    Location ``i`` (dense index) owns frames ``start[i] : start[i] + count[i]``.
+    """
+
+    ids: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    func: np.ndarray  # index into names
+    line: np.ndarray  # 0 = unknown
+    inlined: np.ndarray
+    names: list[tuple[str, str]]  # (function, file) per distinct pair
+    digest: np.ndarray  # frame_digest of each frame (uint64)
+
+
+def _locations(prof: pb.RawProfile, text: _Strings, result: ParseResult) -> Locations:
+    """Frames of every location, worked out once per location (not per sample)."""
+    funcs: dict[int, tuple[str, str]] = {}
+    for f in prof.function:
+        funcs[f.id] = (text(f.name) or text(f.system_name), text(f.filename))
+    maps = {m.id: text(m.filename) for m in prof.mapping}
+    b = LocationBuilder()
+    unknown = 0
+    for loc in prof.location:
+        frames: list[tuple[tuple[str, str], int]] = []
+        for line in loc.line:
+            pair = funcs.get(line.function_id)
+            if pair is None or not pair[0]:
+                unknown += pair is None
+                pair = (f"0x{loc.address:x}", pair[1] if pair else maps.get(loc.mapping_id, ""))
+            frames.append((pair, line.line))
+        if not frames:  # unsymbolized: keep the frame, named by its address
+            frames.append(((f"0x{loc.address:x}", maps.get(loc.mapping_id, "")), 0))
+        b.add(loc.id, frames)
+    if unknown:
+        result.warn(f"{unknown} location lines name an undefined function; "
+                    "their addresses stand in")
+    locs = b.build()
+    if len(locs.ids) > 1 and len(np.unique(locs.ids)) < len(locs.ids):
+        result.warn("duplicate location ids; the first definition is used")
+    return locs
+
+
+class LocationBuilder:
+    """Accumulates locations' frames as flat lists; digests each distinct frame once."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.start: list[int] = []
+        self.count: list[int] = []
+        self.func: list[int] = []
+        self.line: list[int] = []
+        self.inlined: list[bool] = []
+        self.digest: list[int] = []
+        self.names: list[tuple[str, str]] = []
+        self._name_ix: dict[tuple[str, str], int] = {}
+        self._digests: dict[tuple[int, int], int] = {}
+
+    def add(self, loc_id: int, frames: Sequence[tuple[tuple[str, str], int]]) -> None:
+        """``frames``: ((function, file), line) innermost first; line <= 0 = unknown."""
+        self.ids.append(loc_id)
+        self.start.append(len(self.func))
+        self.count.append(len(frames))
+        last = len(frames) - 1
+        for k, (pair, line_no) in enumerate(frames):
+            ix = self._name_ix.get(pair)
+            if ix is None:
+                ix = self._name_ix[pair] = len(self.names)
+                self.names.append(pair)
+            line_no = max(int(line_no), 0)
+            dig = self._digests.get((ix, line_no))
+            if dig is None:
+                dig = frame_digest(pair[0], pair[1], line_no or None)
+                self._digests[(ix, line_no)] = dig
+            self.func.append(ix)
+            self.line.append(line_no)
+            self.inlined.append(k < last)
+            self.digest.append(dig)
+
+    def build(self) -> Locations:
+        return Locations(
+            np.array(self.ids, np.uint64), np.array(self.start, np.int64),
+            np.array(self.count, np.int64), np.array(self.func, np.int64),
+            np.array(self.line, np.int64), np.array(self.inlined, bool), self.names,
+            np.array(self.digest, np.uint64),
+        )
+
+
+def _location_index(loc_ids: np.ndarray, locs: Locations, result: ParseResult) -> np.ndarray:
+    """Dense location index for each sample location id; -1 for undefined ids."""
+    out = np.full(len(loc_ids), -1, np.int64)
+    if len(locs.ids) == 0:
+        if len(loc_ids):
+            result.warn("samples reference locations but the profile defines none")
+        return out
+    top = int(locs.ids.max())
+    if top <= 4 * len(locs.ids) + 1024:  # ids are 1..n in practice: a lookup table
+        table = np.full(top + 1, -1, np.int64)
+        table[locs.ids[::-1].astype(np.int64)] = np.arange(len(locs.ids))[::-1]
+        inside = loc_ids <= np.uint64(top)
+        out[inside] = table[loc_ids[inside].astype(np.int64)]
+    else:
+        order = np.argsort(locs.ids, kind="stable")
+        sorted_ids = locs.ids[order]
+        pos = np.minimum(np.searchsorted(sorted_ids, loc_ids), len(sorted_ids) - 1)
+        found = sorted_ids[pos] == loc_ids
+        out[found] = order[pos[found]]
+    missing = int((out < 0).sum())
+    if missing:
+        result.warn(f"{missing} sample frames reference undefined location ids; dropped")
+    return out
+
+
+# --------------------------------------------------------------------------- stacks
+
+def build_stacks(samples: Samples, locs: Locations, result: ParseResult,
+                 ) -> tuple[np.ndarray, pd.DataFrame]:
+    """stack_id per sample, and the ``stacks`` rows of the distinct stacks."""
+    return _stack_ids(samples, _location_index(samples.loc_ids, locs, result), locs)
+
+
+def _stack_ids(samples: Samples, loc_ix: np.ndarray, locs: Locations,
+               ) -> tuple[np.ndarray, pd.DataFrame]:
+    n = len(samples)
+    offsets = samples.offsets
+    keep = loc_ix >= 0
+    if not np.all(keep):
+        owner = np.repeat(np.arange(n), np.diff(offsets))
+        loc_ix = loc_ix[keep]
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(owner[keep], minlength=n), out=offsets[1:])
+    group, reps = _distinct_sequences(loc_ix, offsets)
+    # Expand the representatives' locations into frames (inlined lines included).
+    occ, occ_rep = _ranges(offsets[reps], offsets[reps + 1])
+    occ_loc = loc_ix[occ]
+    frame, frame_occ = _ranges(locs.start[occ_loc], locs.start[occ_loc] + locs.count[occ_loc])
+    rep_of_frame = occ_rep[frame_occ]
+    per_rep = np.bincount(rep_of_frame, minlength=len(reps))
+    rep_offsets = np.zeros(len(reps) + 1, np.int64)
+    np.cumsum(per_rep, out=rep_offsets[1:])
+    rep_sid = fold_digests(locs.digest[frame], rep_offsets)
+    # Different location tuples can still print the same frames (two pcs on one line).
+    _, first = np.unique(rep_sid, return_index=True)
+    chosen = np.zeros(len(reps), bool)
+    chosen[first] = True
+    rows = chosen[rep_of_frame]
+    depth = np.arange(len(frame)) - rep_offsets[rep_of_frame]
+    stacks = _stacks_frame(rep_sid[rep_of_frame[rows]], depth[rows], frame[rows], locs)
+    return rep_sid[group], stacks
+
+
+def _distinct_sequences(flat: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group samples with identical location sequences, without a Python loop per sample.
+
+    A 64-bit hash buckets the sequences; every sample is then compared with its bucket's
+    first sample element by element, so a hash collision can never merge two different
+    stacks (the rare colliders are regrouped exactly in Python).
+    Returns (group per sample, representative sample per group).
+    """
+    n = len(offsets) - 1
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lens = np.diff(offsets)
+    owner = np.repeat(np.arange(n), lens)
+    pos = np.arange(len(flat)) - offsets[owner]
+    h = _fold(flat.astype(np.uint64), offsets, pos)
+    _, rep_of_bucket, bucket = np.unique(h, return_index=True, return_inverse=True)
+    rep = rep_of_bucket[bucket]
+    bad = lens != lens[rep]
+    same_len = ~bad[owner]
+    partner = offsets[rep[owner[same_len]]] + pos[same_len]
+    differs = flat[same_len] != flat[partner]
+    bad[owner[same_len][differs]] = True
+    group = bucket.astype(np.int64).reshape(-1)
+    reps = rep_of_bucket.astype(np.int64)
+    if np.any(bad):  # hash collisions: regroup those samples exactly
+        extra: dict[tuple[int, ...], int] = {}
+        new_reps = reps.tolist()
+        for i in np.flatnonzero(bad).tolist():
+            key = tuple(flat[offsets[i]:offsets[i + 1]].tolist())
+            g = extra.get(key)
+            if g is None:
+                g = extra[key] = len(new_reps)
+                new_reps.append(i)
+            group[i] = g
+        reps = np.array(new_reps, np.int64)
+    return group, reps
+
+
+# Stack ids: a fold of per-frame blake2b digests. stacks.stack_hash hashes the whole
+# stack text with one blake2b per stack; for half a million distinct heap stacks that
+# is a gigabyte of hashing, so here each distinct frame is hashed once and stacks are
+# combined with vectorized 64-bit arithmetic. Stable across runs, rounds and bundles.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer over a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64) + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        return z ^ (z >> np.uint64(31))
+
+
+def _fold(values: np.ndarray, offsets: np.ndarray, pos: np.ndarray | None = None,
+          ) -> np.ndarray:
+    """Order-sensitive 64-bit hash of each run ``values[offsets[i]:offsets[i+1]]``."""
+    n = len(offsets) - 1
+    lens = np.diff(offsets)
+    if pos is None:
+        pos = np.arange(len(values)) - np.repeat(offsets[:-1], lens)
+    h = np.zeros(n, np.uint64)
+    # Odd multipliers per position; computed for the positions that occur, not per value.
+    mult = _splitmix(np.arange(int(lens.max()) + 1 if n else 1, dtype=np.uint64))
+    mult |= np.uint64(1)
+    with np.errstate(over="ignore"):
+        terms = (values ^ _GOLDEN) * mult[pos]
+        nonempty = lens > 0
+        if len(values):
+            h[nonempty] = np.add.reduceat(terms, offsets[:-1][nonempty])
+    return _splitmix(h ^ _splitmix(lens.astype(np.uint64) ^ _MIX2))
+
+
+def frame_digest(function: str, file: str, line: int | None) -> int:
+    """64-bit blake2b of one frame's text (the same text stacks.stack_hash uses)."""
+    text = f"{function}\t{file}\t{line}\n".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+def fold_digests(digests: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Stack ids (non-negative int64) of runs of frame digests, leaf first."""
+    return (_fold(digests.astype(np.uint64), offsets) >> np.uint64(1)).astype(np.int64)
+
+
+def folded_stack_hash(frames: Sequence[Frame]) -> int:
+    """The stack id this module gives ``frames`` (leaf first), for one stack."""
+    dig = np.array([frame_digest(f.function, f.file, f.line) for f in frames], np.uint64)
+    return int(fold_digests(dig, np.array([0, len(dig)], np.int64))[0])
+
+
+def _stacks_frame(sid: np.ndarray, depth: np.ndarray, frame: np.ndarray,
+                  locs: Locations) -> pd.DataFrame:
+    """``stacks`` rows from per-row frame indices into the location frame arrays; the
+    string columns are taken in Arrow from the few distinct values."""
+    classes = [gosym.classify(f, fl) for f, fl in locs.names]
+    codes = pa.array(locs.func[frame])
+    line = locs.line[frame]
+    df = pd.DataFrame({
+        "stack_id": sid,
+        "depth": depth.astype(np.int32),
+        "function": _strings([f for f, _ in locs.names], codes),
+        "file": _strings([fl for _, fl in locs.names], codes),
+        "line": pd.arrays.IntegerArray(line, line <= 0),
+        "inlined": locs.inlined[frame],
+        "frame_class": _strings([c for c, _ in classes], codes),
+        "module": _strings([m for _, m in classes], codes),
+    })
+    return conform(df, "stacks")
+
+
+def _strings(values: list[str], codes: pa.Array) -> pd.arrays.ArrowStringArray:
+    """A string column from the distinct values and a code per row (taken in Arrow)."""
+    return pd.arrays.ArrowStringArray(pc.take(pa.array(values, pa.string()), codes))
+
+
+# --------------------------------------------------------------------------- profile
+
+@dataclass
+class Profile:
+    """A decoded profile of any kind, before the leak-analysis policy is applied."""
+
+    kind: str
+    sample_types: list[tuple[str, str]]
+    period_type: tuple[str, str]
+    period: int
+    time_nanos: int | None
+    duration_nanos: int | None
+    default_sample_type: str
+    comments: list[str]
+    samples: Samples
+    stack_ids: np.ndarray
+    stacks: pd.DataFrame
+    strings: _Strings = field(default_factory=lambda: _Strings([]))
+
+    def type_names(self) -> list[str]:
+        return [t for t, _ in self.sample_types]
+
+    def describe_types(self) -> str:
+        return ", ".join(f"{t}/{u}" for t, u in self.sample_types)
+
+    def value_column(self, name: str) -> np.ndarray | None:
+        names = self.type_names()
+        return self.samples.values[:, names.index(name)] if name in names else None
+
+
+def profile_kind(sample_types: Sequence[tuple[str, str]], period_type: tuple[str, str]) -> str:
+    """heap, goroutine, goroutineleak, threadcreate, cpu, block, mutex or unknown."""
+    names = {t for t, _ in sample_types}
+    if names & set(HEAP_TYPES) or names == {"objects", "space"}:
+        return "heap"
+    if names == {"goroutine"}:
+        return "goroutine"
+    if names == {"goroutineleak"}:
+        return "goroutineleak"
+    if names == {"threadcreate"}:
+        return "threadcreate"
+    if "cpu" in names or "samples" in names or period_type[0] == "cpu":
+        return "cpu"
+    if names & {"contentions", "delay"}:
+        return "mutex" if period_type[0] == "contentions" and "mutex" in period_type[1] \
+            else "block"
+    return "unknown"
+
+
+def load_profile(data: bytes, result: ParseResult | None = None) -> Profile:
+    """Decode any profile.proto (gzipped or raw) into arrays and a ``stacks`` frame."""
+    result = result if result is not None else ParseResult()
+    if not data:
+        raise ParseError("empty file")
+    raw = _inflate(data, result)
+    if _legacy_cpu(raw):
+        raise ParseError("legacy binary CPU profile (pre-protobuf format): "
+                         "not used for leak analysis")
+    prof = _decode(raw)
+    text = _Strings(prof.string_table)
+    types = [(text(t.type), text(t.unit)) for t in prof.sample_type]
+    period_type = (text(prof.period_type.type), text(prof.period_type.unit))
+    n_types = len(types)
+    samples = _decode_samples(prof.sample, n_types) if n_types else None
+    if samples is None:
+        samples = _decode_samples_slow(prof.sample, n_types, result)
+    sid, stacks = build_stacks(samples, _locations(prof, text, result), result)
+    dst = prof.default_sample_type
+    return Profile(
+        kind=profile_kind(types, period_type), sample_types=types, period_type=period_type,
+        period=prof.period, time_nanos=prof.time_nanos or None,
+        duration_nanos=prof.duration_nanos or None,
+        default_sample_type=text(dst) if dst else "",
+        comments=[text(c) for c in prof.comment], samples=samples, stack_ids=sid,
+        stacks=stacks, strings=text,
+    )
+
+
+# --------------------------------------------------------------------------- tables
+
+def _labels_by_sample(prof: Profile) -> dict[int, str]:
+    """pprof labels of each sample as a JSON object (string labels, then numeric)."""
+    s = prof.samples
+    out: dict[int, dict[str, object]] = {}
+    for i, k, v, num in zip(s.label_sample.tolist(), s.label_key.tolist(),
+                            s.label_str.tolist(), s.label_num.tolist(), strict=True):
+        key = prof.strings(k)
+        out.setdefault(i, {})[key] = prof.strings(v) if v else num
+    return {i: json.dumps(d, sort_keys=True) for i, d in out.items()}
+
+
+def _block_bytes(prof: Profile) -> pd.arrays.IntegerArray:
+    s = prof.samples
+    n = len(s)
+    vals = np.zeros(n, np.int64)
+    mask = np.ones(n, bool)
+    key = prof.strings.find("bytes")
+    if key > 0 and len(s.label_key):
+        sel = (s.label_key == key) & (s.label_str == 0)
+        vals[s.label_sample[sel]] = s.label_num[sel]
+        mask[s.label_sample[sel]] = False
+    return pd.arrays.IntegerArray(vals, mask)
+
+
+def _int_column(values: np.ndarray | None, n: int) -> pd.arrays.IntegerArray:
+    if values is None:
+        return pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool))
+    return pd.arrays.IntegerArray(np.ascontiguousarray(values, dtype=np.int64),
+                                  np.zeros(n, bool))
+
+
+def heap_tables(prof: Profile, fmt: str = "pprof") -> dict[str, pd.DataFrame]:
+    n = len(prof.samples)
+    cols = {name: prof.value_column(name) for name in HEAP_TYPES}
+    if prof.type_names() == ["objects", "space"]:  # legacy converted heapz: in-use only
+        cols["inuse_objects"], cols["inuse_space"] = (prof.value_column("objects"),
+                                                      prof.value_column("space"))
+    samples = pd.DataFrame({
+        "sample_id": np.arange(n, dtype=np.int64),
+        "stack_id": prof.stack_ids,
+        **{name: _int_column(v, n) for name, v in cols.items()},
+        "block_bytes": _block_bytes(prof),
+    })
+
+    def total(name: str) -> int | None:
+        v = cols[name]
+        return int(v.sum()) if v is not None else None
+
+    summary = pd.DataFrame([{
+        "format": fmt,
+        "period": prof.period,
+        "period_type": "/".join(prof.period_type) if any(prof.period_type) else None,
+        "sample_types": ",".join(f"{t}/{u}" for t, u in prof.sample_types),
+        "time_nanos": prof.time_nanos,
+        "duration_nanos": prof.duration_nanos,
+        "samples": n,
+        "total_inuse_space": total("inuse_space"),
+        "total_inuse_objects": total("inuse_objects"),
+    }])
+    return {
+        "heap_samples": conform(samples, "heap_samples"),
+        "stacks": prof.stacks,
+        "heap_profiles": conform(summary, "heap_profiles"),
+    }
+
+
+def goroutine_tables(prof: Profile) -> dict[str, pd.DataFrame]:
+    labels = _labels_by_sample(prof)
+    n = len(prof.samples)
+    df = pd.DataFrame({
+        "count": prof.samples.values[:, 0],
+        "stack_id": prof.stack_ids,
+        "labels": pd.array([labels.get(i) for i in range(n)], dtype="string"),
+    })
+    if prof.kind == "goroutineleak":
+        return {"goroutine_leaks": conform(df, "goroutine_leaks"), "stacks": prof.stacks}
+    df["format"] = "pprof"
+    return {"goroutines": conform(df, "goroutines"), "stacks": prof.stacks}
+
+
+def parse(data: bytes, ctx: ParseContext) -> ParseResult:
+    result = ParseResult()
+    prof = load_profile(data, result)
+    if prof.kind not in ("heap", "goroutine", "goroutineleak"):
+        label = {"cpu": "CPU", "unknown": "unrecognised"}.get(prof.kind, prof.kind)
+        raise ParseError(f"{label} profile ({prof.describe_types() or 'no sample types'}): "
+                         "not used for leak analysis")
+    if prof.kind == "heap":
+        result.tables = heap_tables(prof)
+    else:
+        result.tables = goroutine_tables(prof)
+    result.meta.update({
+        "format": "pprof",
+        "profile_kind": prof.kind,
+        "sample_types": prof.describe_types(),
+        "period": prof.period,
+        "samples": len(prof.samples),
+    })
+    if prof.time_nanos:
+        result.meta["time_nanos"] = prof.time_nanos
+    if prof.duration_nanos:
+        result.meta["duration_nanos"] = prof.duration_nanos
+    if prof.default_sample_type:
+        result.meta["default_sample_type"] = prof.default_sample_type
+    if prof.comments:
+        result.meta["comments"] = prof.comments
+    return result
