@@ -50,8 +50,9 @@ override any single file, e.g. only ``_style.css.j2``) receive:
     the caps below, so templates can say what they left out.
 
 Filters: ``num``, ``signed``, ``bytes``, ``minutes``, ``pct``, ``meter`` (SVG gauge),
-``text`` (clip + strip controls), ``fileline`` (``file | fileline(line)``), ``sev`` (a safe
-CSS class for a severity), ``verdict_class``, ``func_parts`` and ``path_parts`` (split for
+``text`` (clip + strip controls), ``fileline`` (``file | fileline(line)``), ``wbr`` (escaped
+path HTML with break opportunities), ``sev``, ``status_class`` and ``verdict_class`` (safe
+CSS class names), ``func_parts`` and ``path_parts`` (split for
 display), ``value`` (compact text of any JSON value), ``stack_text``, and for Markdown
 ``md``, ``mdcode`` (``mdcode(false)`` outside tables) and ``fence``.
 """
@@ -90,13 +91,19 @@ CHART_TITLES = {
     "sockets_by_state": "Sockets by state",
     "conn_objects": "Live connection objects (heap)",
     "dbstats": "db.Stats",
+    "db_check": "Connections and open fds",
 }
 
-# C0/C1 controls except tab and newline, plus bidi overrides/isolates (Trojan Source).
-_HOSTILE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0/C1 controls except tab, LF and CR, plus bidi overrides/isolates (Trojan Source).
+_HOSTILE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f"
+                            "\u202a-\u202e\u2066-\u2069]")
 _NEWLINES = re.compile(r"[\r\n\u2028\u2029\x85]+")
-# Characters with a meaning in CommonMark/GFM inline text (or GitHub's $math$).
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$!#])")
+# Markdown cell escaping in one str.translate: punctuation with a meaning in CommonMark/GFM
+# inline text (or GitHub's $math$) gets a backslash; <, > and & become entities, safe even
+# where backslash escapes are unknown; line breaks become spaces.
+_MD_CELL = {ord(c): "\\" + c for c in "\\`*_[]|~$!#"} | {
+    ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
+    **{ord(c): " " for c in "\r\n\u2028\u2029\x85"}}
 _NOT_IN_CODE = re.compile(r"[`<>]")
 _FENCE_RUN = re.compile(r"`{3,}|~{3,}")
 
@@ -120,10 +127,7 @@ def md_cell(value: Any) -> str:
     """Text safe inside a Markdown table cell: no pipes, backticks, HTML, emphasis, links
     or line breaks. ``<``, ``>`` and ``&`` become entities (so an entity in the input shows
     as typed); other Markdown punctuation gets a backslash."""
-    s = _NEWLINES.sub(" ", text(value))
-    s = _MD_SPECIAL.sub(r"\\\1", s)
-    # Entities, not backslashes, for HTML: safe even where backslash escapes are unknown.
-    return Md(s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+    return Md(text(value).translate(_MD_CELL))
 
 
 def md_code(value: Any, table: bool = True) -> str:
@@ -258,6 +262,17 @@ def func_parts(name: Any) -> tuple[str, str]:
     head = s.split("[", 1)[0]
     dot = head.find(".", head.rfind("/") + 1)
     return (s[: dot + 1], s[dot + 1 :]) if dot > 0 else ("", s)
+
+
+def wbr(path: Any) -> Markup:
+    """HTML of a path with a line-break opportunity after each slash. Each piece is
+    escaped here (markupsafe's join escapes), so the result is as safe as autoescape."""
+    return Markup("/<wbr>").join(text(path).split("/"))
+
+
+def status_class(status: Any) -> str:
+    s = str(status)
+    return s if s in ("ok", "warning", "failed") else "other"
 
 
 def path_parts(path: Any) -> tuple[str, str]:
@@ -489,7 +504,8 @@ def _environment(fmt: str, templates: str | None):
         "md": md_cell, "mdcode": md_code, "fence": md_fence, "stack_text": stack_text,
         "num": num, "signed": signed, "bytes": fmt_bytes, "minutes": minutes, "pct": pct,
         "text": text, "value": value_text, "sev": sev, "verdict_class": verdict_class,
-        "func_parts": func_parts, "path_parts": path_parts, "meter": charts.meter,
+        "func_parts": func_parts, "path_parts": path_parts, "wbr": wbr,
+        "status_class": status_class, "meter": charts.meter,
         "fileline": file_line,
     })
     return env

@@ -411,6 +411,34 @@ def test_user_templates_first(analysis, tmp_path: Path) -> None:
     assert render.csp_hash("body{color:#123}") in html.replace("&#39;", "'")
 
 
+def test_huge_and_multiline_values_stay_bounded(analysis) -> None:
+    doc = document(analysis)
+    huge = "pkg.F" + "x" * 5_000_000
+    site = doc["call_sites"][0]
+    site["function"] = huge
+    site["stacks"][0]["frames"][0]["function"] = "a\n```\n# h\n" + huge
+    html = render.render_template(analysis, doc, "html", None)
+    md = render.render_template(analysis, doc, "md", None)
+    assert len(html) < 400_000 and len(md) < 200_000
+    assert "(+4,999,005 chars)" in md and "(+4,999,005 chars)" in html
+    assert "\n# h" not in md
+    fences = [line for line in md.splitlines() if line.startswith("```")]
+    assert fences.count("```text") == fences.count("```")
+
+
+def test_many_stacks_are_capped() -> None:
+    frames = [{"function": "main.f", "file": "/m.go", "line": 1, "frame_class": "app"}]
+    stacks = [{"stack_id": i, "source": "goroutines", "count": i, "state": "select",
+               "frames": frames * (render.MAX_FRAMES + 5)} for i in range(30)]
+    site = {"rank": 1, "function": "main.f", "file": "/m.go", "line": 1, "stacks": stacks}
+    (view,) = render.build_site_stacks([site])
+    assert len(view.stacks) == render.MAX_STACKS_PER_SITE
+    assert view.hidden == 30 - render.MAX_STACKS_PER_SITE
+    assert view.stacks[0].count == 29  # biggest first
+    assert view.stacks[0].hidden_frames == 5
+    assert sum(f["is_site"] for f in view.stacks[0].frames) == 1
+
+
 def test_unknown_format_is_refused(analysis) -> None:
     with pytest.raises(ValueError):
         render.render_template(analysis, document(analysis), "pdf", None)
