@@ -116,6 +116,10 @@ def _ticks(top: float) -> list[float]:
     return [i * step for i in range(n + 1)]
 
 
+def _is_limit(line: Line) -> bool:
+    return line.label.lower().startswith(("max_", "max ", "limit"))
+
+
 def _svg_open(height: int, title: str) -> list[str]:
     t = escape(title)
     return [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
@@ -127,9 +131,13 @@ def _legend(lines: list[Line], x: int, y: int) -> list[str]:
     for i, ln in enumerate(lines):
         ly = y + i * 18
         last = next((v for v in reversed(ln.values) if v is not None), None)
+        swatch = (f'<line x1="{x - 2}" x2="{x + 11}" y1="{ly - 4}" y2="{ly - 4}" '
+                  f'stroke="{ln.colour}" stroke-width="2.2" stroke-dasharray="4 2"/>'
+                  if _is_limit(ln) else
+                  f'<rect x="{x}" y="{ly - 9}" width="10" height="10" rx="2" '
+                  f'fill="{ln.colour}"/>')
         out.append(
-            f'<g><title>{escape(ln.label)}: {escape(number(last))}</title>'
-            f'<rect x="{x}" y="{ly - 9}" width="10" height="10" rx="2" fill="{ln.colour}"/>'
+            f'<g><title>{escape(ln.label)}: {escape(number(last))}</title>{swatch}'
             f'<text class="lg" x="{x + 15}" y="{ly}">{escape(_clip(ln.label))}</text></g>')
     return out
 
@@ -165,12 +173,15 @@ def line_chart(title: str, by_round: ByRound, labels: Iterable[str] | None = Non
     for i, r in enumerate(rounds):
         out.append(f'<text class="ax" x="{x_of(i):.1f}" y="{bottom + 18}" text-anchor="middle">'
                    f'{escape(names.get(r, "round " + str(r)))}</text>')
-    for ln in lines:
+    # Limits (max_open, ...) are dashed and drawn last, so a pool pinned at its limit
+    # shows both lines instead of hiding one under the other.
+    for ln in sorted(lines, key=_is_limit):
         pts = [(x_of(i), y_of(v), v, rounds[i]) for i, v in enumerate(ln.values)
                if v is not None]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in pts)
+        dash = ' stroke-dasharray="6 4"' if _is_limit(ln) else ""
         out.append(f'<polyline fill="none" stroke="{ln.colour}" stroke-width="2.2" '
-                   f'stroke-linejoin="round" points="{path}"/>')
+                   f'stroke-linejoin="round"{dash} points="{path}"/>')
         for x, y, v, r in pts:
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.2" fill="{ln.colour}">'
                        f'<title>{escape(ln.label)}, round {escape(r)}: '

@@ -53,7 +53,9 @@ Filters: ``num``, ``signed``, ``bytes``, ``minutes``, ``pct``, ``meter`` (SVG ga
 ``text`` (clip + strip controls), ``fileline`` (``file | fileline(line)``), ``wbr`` (escaped
 path HTML with break opportunities), ``sev``, ``status_class`` and ``verdict_class`` (safe
 CSS class names), ``func_parts`` and ``path_parts`` (split for
-display), ``value`` (compact text of any JSON value), ``stack_text``, and for Markdown
+display), ``value`` (compact text of any JSON value), ``stack_text``, ``ordered_checks``
+(goroutines, heap, sockets, dbstats, goroutineleak, fds), ``extra_evidence`` (a site's
+evidence beyond the table columns), and for Markdown
 ``md``, ``mdcode`` (``mdcode(false)`` outside tables) and ``fence``.
 """
 
@@ -243,6 +245,26 @@ def value_text(value: Any) -> str:
         return text(json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": ")))
     except (TypeError, ValueError):
         return text(repr(value))
+
+
+#: The check table's row order: the three-way check first, then the rest.
+CHECK_ORDER = ("goroutines", "heap", "sockets", "dbstats", "goroutineleak", "fds")
+#: Call-site evidence keys that have their own column in the sites table.
+SITE_COLUMNS = ("goroutines", "heap_inuse_objects", "heap_inuse_bytes", "growth", "sockets")
+
+
+def ordered_checks(checks: Any) -> list[dict[str, Any]]:
+    """A finding's checks in the fixed source order, unknown sources last (stable)."""
+    rows = [c for c in (checks or []) if isinstance(c, dict)]
+    rank = {s: i for i, s in enumerate(CHECK_ORDER)}
+    return sorted(rows, key=lambda c: rank.get(str(c.get("source")), len(rank)))
+
+
+def extra_evidence(evidence: Any) -> list[tuple[str, Any]]:
+    """A site's evidence beyond the sites table's columns, e.g. wait minutes or pools."""
+    if not isinstance(evidence, dict):
+        return []
+    return [(str(k), v) for k, v in evidence.items() if k not in SITE_COLUMNS]
 
 
 def sev(value: Any) -> str:
@@ -505,7 +527,8 @@ def _environment(fmt: str, templates: str | None):
         "num": num, "signed": signed, "bytes": fmt_bytes, "minutes": minutes, "pct": pct,
         "text": text, "value": value_text, "sev": sev, "verdict_class": verdict_class,
         "func_parts": func_parts, "path_parts": path_parts, "wbr": wbr,
-        "status_class": status_class, "meter": charts.meter,
+        "status_class": status_class, "ordered_checks": ordered_checks,
+        "extra_evidence": extra_evidence, "meter": charts.meter,
         "fileline": file_line,
     })
     return env

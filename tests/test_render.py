@@ -68,7 +68,7 @@ def sample_call_sites() -> list[CallSite]:
     return [
         CallSite(1, HANDLER["function"], HANDLER["file"], 77, "leaked_tx", 91.5, "cause",
                  {"goroutines": 4, "heap_inuse_objects": 4, "heap_inuse_bytes": 1536,
-                  "growth": 3.0, "sockets": 4},
+                  "growth": 3.0, "sockets": 4, "wait_minutes_max": 95},
                  stack_ids=[11, 12], stacks=[tx_stack, heap_stack]),
         CallSite(2, victim_frames[1]["function"], victim_frames[1]["file"], 41,
                  "pool_exhaustion", 40.25, "victim",
@@ -96,8 +96,8 @@ def sample_findings() -> list[Finding]:
                   "heap": {"inuse_objects": 4, "types": ["*sql.Tx"]}},
         sites=[SiteEvidence(HANDLER["function"], HANDLER["file"], 77, goroutines=4,
                             heap_inuse_objects=4, growth=3.0, note="BeginTx without Rollback")],
-        checks=[Check("goroutines", "supports", "4 x database/sql.(*Tx).awaitDone, up to 95 min"),
-                Check("heap", "supports", "4 live *sql.Tx allocated under handleTransfer"),
+        checks=[Check("heap", "supports", "4 live *sql.Tx allocated under handleTransfer"),
+                Check("goroutines", "supports", "4 x database/sql.(*Tx).awaitDone, up to 95 min"),
                 Check("sockets", "silent", "no socket listing in round 2"),
                 Check("dbstats", "absent", "no db.Stats in the bundle"),
                 Check("goroutineleak", "absent", "no goroutineleak profile")],
@@ -189,6 +189,9 @@ def test_html_findings_checks_and_advice(html: str) -> None:
     assert 'class="badge v-unknown"' in body  # the hostile check's verdict
     assert "Capture db.Stats() with each round." in body
     assert "85%" in body
+    order = [body.index(f"<tr><td>{src}</td>") for src in
+             ("goroutines", "heap", "sockets", "dbstats", "goroutineleak")]
+    assert order == sorted(order)  # the three-way check first, in a fixed order
 
 
 def test_html_trend_charts(html: str) -> None:
@@ -206,6 +209,7 @@ def test_html_stacks_deduplicated(html: str) -> None:
     assert "waiting 12–95 min" in body
     assert 'is shown under site <a href="#site-1">#1</a>' in body
     assert body.count('app site"') == 4  # each shown stack marks its call site frame
+    assert "<dt>wait_minutes_max</dt><dd>95</dd>" in body  # evidence without a column
 
 
 def test_html_artifacts_list_every_member(html: str, analysis) -> None:
@@ -337,6 +341,7 @@ def test_md_trends_and_stacks(md: str) -> None:
     assert "**812 goroutines** in `select`, waiting 1–17 min" in md
     assert "→ main.(*api).handleTransfer" in md
     assert "Stack 11 (goroutines, 4 × chan receive) is shown under site #1." in md
+    assert "Evidence: wait\\_minutes\\_max = `95`" in md
 
 
 # ------------------------------------------------------------------ unit level
