@@ -124,6 +124,11 @@ def test_json_lines_after_a_log_prefix() -> None:
     assert df["wait_count"].tolist() == [50]  # the later snapshot of the same pool
 
 
+def test_big_wait_duration_stays_exact() -> None:
+    df = _rows(json.dumps({**GO_JSON, "WaitDuration": 2**53 + 1}))
+    assert df["wait_duration_ns"][0] == 2**53 + 1  # not rounded through a float
+
+
 def test_json_on_a_later_line_after_a_comment() -> None:
     df = _rows("# db.Stats() at 10:00:00\n" + json.dumps(GO_JSON) + "\n")
     assert _values(df) == GO_VALUES
@@ -170,6 +175,8 @@ def test_prometheus_client_golang_collector_with_db_name() -> None:
 @pytest.mark.parametrize("junk", [
     b"", b"{", b"[" * 100000, b'{"a":' * 5000 + b"1" + b"}" * 5000, b"\xff\xfe\x00\x00",
     b"{1 2 3}", b'{"InUse": "x", "Idle": null}', b"go_sql_in_use_connections NaN\n",
+    b'{"MaxOpenConnections": 1e999, "InUse": 100000000000000000000000, "WaitCount": "x"}',
+    b"{1 2 3 4 5 99999999999999999999h 6 7 8}",
 ])
 def test_unusable_input_raises_parse_error_only(junk: bytes) -> None:
     with pytest.raises(ParseError):

@@ -258,6 +258,9 @@ def test_old_bracketless_ipv6_and_fast_path_equivalence() -> None:
     b"", b"\x00\xff" * 1000, b"tcp\n", b"tcp 0 0\n", b"TCP 1.2.3.4:5\n", b"unix 2 [\n",
     b"tcp 0 0 1.2.3.4:5 6.7.8.9:10 " + b"(" * 100000, b"Active UNIX domain sockets\nunix x\n",
     b"tcp 0 0 1:2 3:4 ESTABLISHED root 12 " + b" " * 20000 + b"x\n",
+    "tcp 0 0 1.2.3.4:² 5.6.7.8:9 ESTABLISHED\n".encode(), "tcp4 0 0 1.2.3.4.² *.*\n".encode(),
+    b"tcp " + b"9" * 25 + b" 0 1.2.3.4:5 6.7.8.9:10 ESTABLISHED 0 " + b"9" * 25 + b" 1/x\n",
+    b"  TCP    1.2.3.4:5   6.7.8.9:10   ESTABLISHED   " + b"9" * 25 + b"\n",
 ])
 def test_hostile_input_never_crashes(junk: bytes) -> None:
     try:

@@ -202,6 +202,10 @@ def test_old_iproute2_users_without_pid_labels() -> None:
 @pytest.mark.parametrize("junk", [
     b"", b"\x00\xff" * 1000, b"tcp\n", b"tcp ESTAB\n", b"ESTAB 0 0 a\n", b"nl UNCONN 0 0 x *\n",
     b"tcp ESTAB 0 0 1.2.3.4:5 " + b"x" * 200000, b"Total: 3\n",
+    # "²" passes str.isdigit() but not int(); 25 digits do not fit int64.
+    "tcp ESTAB 0 0 1.2.3.4:² 5.6.7.8:9 ino:²\n".encode(),
+    b"tcp ESTAB " + b"9" * 25 + b" 0 1.2.3.4:5 6.7.8.9:10 ino:" + b"9" * 25 + b"\n",
+    "u_str ESTAB 0 0 /x ² * ²\n".encode(),
 ])
 def test_hostile_input_never_crashes(junk: bytes) -> None:
     try:

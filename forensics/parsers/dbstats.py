@@ -30,6 +30,7 @@ key or label value, or ``"default"``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -223,21 +224,31 @@ def parse_go_duration(s: str) -> int | None:
         pos = m.end()
     if pos != len(body):
         return None
-    return sign * round(total)
+    return _fit(sign * total)
 
 
 def _to_int(value: Any, scale: float = 1.0) -> int | None:
     """An int from a JSON/text value: ints, floats, numeric strings, markdown ``**10**``."""
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, int) and scale == 1.0:
+        return _fit(value)  # exact: WaitDuration in ns exceeds a float's 53 bits
     if isinstance(value, (int, float)):
-        return round(value * scale) if value == value else None  # NaN guard
+        return _fit(value * scale)
     if isinstance(value, str):
         s = value.strip().strip("*`'\"")
-        m = _NUMBER.fullmatch(s)
-        if m:
-            return round(float(s) * scale)
+        if _NUMBER.fullmatch(s):
+            if scale == 1.0 and s.isascii() and s.lstrip("+-").isdigit():
+                return _fit(int(s)) if len(s) <= 20 else None
+            return _fit(float(s) * scale)
     return None
+
+
+def _fit(value: float) -> int | None:
+    """``value`` as an int if it is finite and fits the table's int64, else None."""
+    if not math.isfinite(value) or abs(value) >= 2**63:
+        return None
+    return round(value)
 
 
 def _duration_ns(value: Any, scale: float = 1.0) -> int | None:
@@ -271,6 +282,8 @@ def _stats_from_mapping(obj: dict[str, Any]) -> dict[str, Any] | None:
             out[col] = _to_int(value)
     if len(out) < 3 or not (_DISTINCTIVE & out.keys()):
         return None
+    if sum(v is not None for v in out.values()) < 2:
+        return None  # DBStats keys, but no readable numbers: nothing to report
     return out
 
 
@@ -374,9 +387,10 @@ def _from_prometheus(text: str) -> list[dict[str, Any]]:
             number = float(value)
         except ValueError:
             continue
-        if number != number or number in (float("inf"), float("-inf")):
+        scaled = _fit(number * scale)
+        if scaled is None:
             continue
-        pools.setdefault(pool, {"pool": pool})[column] = round(number * scale)
+        pools.setdefault(pool, {"pool": pool})[column] = scaled
     return [row for row in pools.values() if len(row) > 1]
 
 

@@ -267,7 +267,7 @@ def _inet_row(line: str, header: _Header | None,
         return None, "other"
     raw_proto = parts[i]
     nums = 0
-    while nums < 3 and i + 1 + nums < len(parts) and parts[i + 1 + nums].isdigit():
+    while nums < 3 and i + 1 + nums < len(parts) and _num(parts[i + 1 + nums]) is not None:
         nums += 1
     k = i + 1 + nums  # index of the local endpoint
     head = line.split(None, k + 2)
@@ -278,11 +278,11 @@ def _inet_row(line: str, header: _Header | None,
     flavour = _flavour(raw_proto, i, nums, local, foreign)
     if not _endpoints_fit(flavour, local, foreign):
         return None, "bad"
-    lip, lport = split_endpoint(local)
-    rip, rport = split_endpoint(foreign)
+    lip, lport = _endpoint(local)
+    rip, rport = _endpoint(foreign)
     recv_q = send_q = None
     if nums == 2 and (header is None or header.queues):
-        recv_q, send_q = int(parts[i + 1]), int(parts[i + 2])
+        recv_q, send_q = _num(parts[i + 1]), _num(parts[i + 2])
     state, user_inode, owner, timer = _tail(rest, header, flavour)
     proto = _proto_name(raw_proto, local)
     if state is None and proto.startswith("udp") and not rport:
@@ -313,27 +313,40 @@ def _fast_row(m: re.Match[str]) -> list[Any] | None:
         pm = _PIDPROG.fullmatch(rest)
         if pm is None:
             return None
-        pid, process = int(pm.group(1)), pm.group(2).strip() or None
+        pid, process = _num(pm.group(1)), pm.group(2).strip() or None
     remote_port = _port(rport)
     if state is None and proto.startswith("udp") and not remote_port:
         state = "CLOSE"
-    inode = int(inode_s) if inode_s else None
+    inode = _num(inode_s) if inode_s else None
     return [pid, None, inode or None, proto, state, _host(lhost), _port(lport), _host(rhost),
-            remote_port, int(rq), int(sq), timer, TOOL, process]
+            remote_port, _num(rq), _num(sq), timer, TOOL, process]
 
 
 @lru_cache(maxsize=65536)
 def _host(host: str) -> str | None:
     """The address part of a ``host:port`` endpoint as netaddr spells it, cached per host
     (ephemeral ports make whole endpoints unique; hosts repeat)."""
-    return split_endpoint(host + ":0")[0]
+    return _endpoint(host + ":0")[0]
+
+
+def _endpoint(s: str) -> tuple[str | None, int | None]:
+    """:func:`netaddr.split_endpoint`, shielded: one odd token must not fail the parse."""
+    try:
+        return split_endpoint(s)
+    except ValueError:  # e.g. "²" passes str.isdigit() but not int()
+        return None, None
 
 
 def _port(port: str) -> int | None:
-    if port.isdigit() and len(port) <= 5:
-        value = int(port)
+    if port.isascii() and port.isdigit():
+        value = int(port) if len(port) <= 5 else 65536
         return value if value <= 65535 else None
-    return service_port(port)
+    return service_port(port) if port.isascii() else None
+
+
+def _num(s: str) -> int | None:
+    """A counter, inode or pid: ASCII digits that fit the table's int64, else None."""
+    return int(s) if s.isascii() and s.isdigit() and len(s) <= 18 else None
 
 
 def _proto_index(parts: list[str]) -> int:
@@ -401,13 +414,13 @@ def _tail(rest: str, header: _Header | None,
     inode = None
     words = rest.split(None, 2)
     if _has_user_inode(words, header):
-        inode = int(words[1])
+        inode = _num(words[1])
         rest = words[2] if len(words) > 2 else ""
     return state, inode, _owner(rest.strip(), header, flavour), timer
 
 
 def _has_user_inode(words: list[str], header: _Header | None) -> bool:
-    if len(words) < 2 or not words[1].isdigit():
+    if len(words) < 2 or _num(words[1]) is None:
         return False
     if header is not None:
         return header.user_inode
@@ -421,9 +434,10 @@ def _owner(rest: str, header: _Header | None, flavour: str) -> tuple[int | None,
     m = _PIDPROG.fullmatch(rest)
     if m:
         name = m.group(2).strip()
-        return int(m.group(1)), name or None
-    if rest.isdigit() and (flavour == "windows" or (header is not None and header.win_pid)):
-        return int(rest), None
+        return _num(m.group(1)), name or None
+    if _num(rest) is not None and (flavour == "windows" or (header is not None
+                                                            and header.win_pid)):
+        return _num(rest), None
     return None, None
 
 
@@ -444,12 +458,12 @@ def _unix_row(stripped: str, header: _Header | None) -> list[Any] | None:
         field, path = rest[:_PROGNAME_WIDTH].strip(), rest[_PROGNAME_WIDTH:].strip()
         pm = _PIDPROG.fullmatch(field)
         if pm:
-            pid, process = int(pm.group(1)), pm.group(2).strip() or None
+            pid, process = _num(pm.group(1)), pm.group(2).strip() or None
         elif field != "-":
             path = rest.strip()  # compressed spacing: no fixed-width program field
     else:
         path = rest.strip()
-    return [pid, None, int(inode_s) or None, "unix", state, path or None, None, None, None,
+    return [pid, None, _num(inode_s) or None, "unix", state, path or None, None, None, None,
             None, None, None, TOOL, process]
 
 

@@ -66,7 +66,7 @@ _ALL_NETIDS = _INET_NETIDS | _UNIX_NETIDS | _OTHER_NETIDS
 
 # users:(("name",pid=1,fd=3),("other",pid=2,fd=4)); iproute2 < 3.x printed ("name",1,3).
 _USER = re.compile(r'\("([^"\n]{0,256})",(?:pid=)?(\d{1,10}),(?:fd=)?(\d{1,10})\)')
-_DIGITS = re.compile(r"\d{1,20}")
+_DIGITS = re.compile(r"[0-9]+")
 _TIMER = re.compile(r"timer:\(([a-z_]+),([^()]{0,64})\)")
 _HEADER = re.compile(r"^\s*(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\s+Local\s+Address")
 
@@ -218,7 +218,7 @@ def _fast_fields(m: re.Match[str]) -> tuple[Any, ...]:
     netid, state_tok, rq, sq, lhost, lport, rhost, rport, tail = m.groups()
     v6 = lhost.startswith("[") or ":" in lhost
     proto = ("udp" if netid == "udp" or (netid is None and state_tok == "UNCONN") else "tcp")
-    return (proto + ("6" if v6 else ""), state_tok, int(rq), int(sq), _host(lhost),
+    return (proto + ("6" if v6 else ""), state_tok, _num(rq), _num(sq), _host(lhost),
             _port(lport), _host(rhost), _port(rport), tail or "")
 
 
@@ -239,7 +239,7 @@ def _token_fields(p: _Pending, skipped: dict[str, int],
             return None
         state_tok = tokens[1]
         rest = tokens[2:]
-    if len(rest) < 3 or not (rest[0].isdigit() and rest[1].isdigit()):
+    if len(rest) < 3 or _num(rest[0]) is None or _num(rest[1]) is None:
         result.warn("ss row cut short (no queues or addresses)", line=p.lineno)
         return None
     addr = rest[2:]
@@ -253,21 +253,34 @@ def _token_fields(p: _Pending, skipped: dict[str, int],
         result.warn("ss row with unreadable addresses", line=p.lineno)
         return None
     proto, lip, lport, rip, rport, tail = parsed
-    return proto, state_tok, int(rest[0]), int(rest[1]), lip, lport, rip, rport, " ".join(tail)
+    return proto, state_tok, _num(rest[0]), _num(rest[1]), lip, lport, rip, rport, " ".join(tail)
 
 
 @lru_cache(maxsize=65536)
 def _host(host: str) -> str | None:
     """The address part of a ``host:port`` endpoint, as netaddr spells it (cached per host:
     ephemeral ports make whole endpoints unique, hosts repeat)."""
-    return split_endpoint(host + ":0")[0]
+    return _endpoint(host + ":0")[0]
+
+
+def _endpoint(s: str) -> tuple[str | None, int | None]:
+    """:func:`netaddr.split_endpoint`, shielded: one odd token must not fail the parse."""
+    try:
+        return split_endpoint(s)
+    except ValueError:  # e.g. "²" passes str.isdigit() but not int()
+        return None, None
 
 
 def _port(port: str) -> int | None:
-    if port.isdigit() and len(port) <= 5:
-        value = int(port)
+    if port.isascii() and port.isdigit():
+        value = int(port) if len(port) <= 5 else 65536
         return value if value <= 65535 else None
-    return service_port(port)
+    return service_port(port) if port.isascii() else None
+
+
+def _num(s: str) -> int | None:
+    """A counter, inode, pid or fd: ASCII digits that fit the table's int64, else None."""
+    return int(s) if s.isascii() and s.isdigit() and len(s) <= 18 else None
 
 
 def _row(pid: int | None, fd: int | None, inode: int | None, base: tuple,
@@ -278,7 +291,7 @@ def _row(pid: int | None, fd: int | None, inode: int | None, base: tuple,
 
 def _guess_netid(state_tok: str, addr: list[str]) -> str:
     """No Netid column: a UNIX path or UNCONN tells what ``-x`` / ``-u`` listed."""
-    if len(addr) >= 4 and addr[1].isdigit() and addr[3].isdigit():
+    if len(addr) >= 4 and _num(addr[1]) is not None and _num(addr[3]) is not None:
         return "u_str"
     return "udp" if state_tok == "UNCONN" else "tcp"
 
@@ -287,8 +300,8 @@ def _inet_fields(netid: str, addr: list[str]) -> tuple[Any, ...] | None:
     if len(addr) < 2:
         return None
     local, peer = addr[0], addr[1]
-    lip, lport = split_endpoint(local)
-    rip, rport = split_endpoint(peer)
+    lip, lport = _endpoint(local)
+    rip, rport = _endpoint(peer)
     v6 = local.startswith("[") or local.count(":") > 1
     proto = ("udp" if netid == "udp" else "tcp") + ("6" if v6 else "")
     return proto, lip, lport, rip, rport, addr[2:]
@@ -296,11 +309,11 @@ def _inet_fields(netid: str, addr: list[str]) -> tuple[Any, ...] | None:
 
 def _unix_fields(addr: list[str]) -> tuple[Any, ...] | None:
     """``path inode peer peer_inode``: ss prints the inode where an inet row has a port."""
-    if len(addr) < 4 or not addr[1].isdigit():
+    ino = _num(addr[1]) if len(addr) >= 4 else None
+    if ino is None:
         return None
-    peer_ino = int(addr[3]) if addr[3].isdigit() else 0
-    return ("unix", _unix_path(addr[0]), int(addr[1]) or None, _unix_path(addr[2]),
-            peer_ino or None, addr[4:])
+    return ("unix", _unix_path(addr[0]), ino or None, _unix_path(addr[2]),
+            _num(addr[3]) or None, addr[4:])
 
 
 def _unix_path(s: str) -> str | None:
@@ -317,7 +330,7 @@ def _extended(text: str) -> tuple[int | None, str | None, list[tuple[str, int, i
         if i == 0 or text[i - 1] in " \t":
             m = _DIGITS.match(text, i + 4)
             if m:
-                inode = int(m.group()) or None
+                inode = _num(m.group()) or None
                 break
         i = text.find("ino:", i + 4)
     i = text.find("timer:(")
@@ -327,7 +340,7 @@ def _extended(text: str) -> tuple[int | None, str | None, list[tuple[str, int, i
             timer = f"{m.group(1)} ({m.group(2)})"
     i = text.find("users:(")
     if i >= 0:
-        owners = [(name, int(pid), int(fd)) for name, pid, fd in _USER.findall(text, i)]
+        owners = [(name, _num(pid), _num(fd)) for name, pid, fd in _USER.findall(text, i)]
     return inode, timer, owners
 
 
@@ -349,8 +362,9 @@ def _parse_summary(text: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(proto: str, state: str, count: str | None) -> None:
-        if count is not None and count.isdigit():
-            out.append({"tool": TOOL, "proto": proto, "state": state, "count": int(count)})
+        value = _num(count) if count is not None else None
+        if value is not None:
+            out.append({"tool": TOOL, "proto": proto, "state": state, "count": value})
 
     if total is not None:
         add("all", "total", total.group(1))
