@@ -251,6 +251,11 @@ def _duration(text: str) -> float:
     return total
 
 
+from .cli_batch import register as _register_batch  # noqa: E402
+
+_register_batch(app)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -154,6 +154,35 @@ _TABLES: dict[str, list[tuple[str, pa.DataType]]] = {
         ("tools", pa.string()),
         ("owned", pa.bool_()),
     ],
+    # The result model flattened for the batch dataset (forensics/dataset.py), so that
+    # questions across incidents are plain SQL. Nested evidence stays as JSON text.
+    "findings": [
+        ("finding_index", pa.int64()),
+        ("kind", CAT),
+        ("severity", CAT),
+        ("severity_level", pa.int64()),
+        ("confidence", pa.float64()),
+        ("summary", pa.string()),
+        ("advice", pa.string()),
+        ("sites", pa.int64()),
+        ("top_function", pa.string()),
+        ("evidence_json", pa.string()),
+    ],
+    "call_sites": [
+        ("rank", pa.int64()),
+        ("function", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        ("leak_kind", CAT),
+        ("score", pa.float64()),
+        ("role", CAT),
+        ("inferred", pa.bool_()),
+        ("goroutines", pa.int64()),
+        ("heap_inuse_objects", pa.int64()),
+        ("heap_inuse_bytes", pa.int64()),
+        ("growth", pa.float64()),
+        ("sockets", pa.int64()),
+    ],
 }
 
 #: Tables whose rows carry no bundle/round context (stacks are shared by content hash).
