@@ -165,7 +165,9 @@ def _decode_buildinfo(buf: bytes) -> dict[str, str]:
         n, pos = _uvarint(buf, 32)
         version = buf[pos:pos + n].decode("utf-8", "replace")
         n2, pos2 = _uvarint(buf, pos + n)
-        modinfo = buf[pos2:pos2 + n2].decode("utf-8", "replace")
+        raw = buf[pos2:pos2 + n2]
+        # modinfo sits between two 16-byte sentinels.
+        modinfo = (raw[16:-16] if len(raw) > 32 else raw).decode("utf-8", "replace")
     except ValueError:
         return {}
     info = {"go_version": version} if version.startswith("go") else {}

