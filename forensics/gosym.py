@@ -116,7 +116,16 @@ def split(function: str) -> Symbol:
 
 def _is_stdlib(package: str) -> bool:
     first = package.split("/", 1)[0]
-    return "." not in first and first not in ("main", "command-line-arguments") and first != ""
+    # ``_/home/me/repro`` is a package built outside GOPATH and modules: the user's own.
+    return ("." not in first and first not in ("main", "command-line-arguments")
+            and first != "" and not first.startswith("_"))
+
+
+def _unvendored(package: str) -> str | None:
+    """``github.com/me/app/vendor/github.com/lib/pq`` -> ``github.com/lib/pq`` (third-party
+    code vendored inside another module), else None."""
+    i = package.rfind("/vendor/")
+    return package[i + len("/vendor/"):] if i >= 0 else None
 
 
 def library_module(package: str) -> str | None:
@@ -147,8 +156,13 @@ def classify(function: str, file: str = "") -> tuple[str, str]:
     The file path is a second witness: a frame whose file sits in the module cache or a
     vendor folder is third-party even when its package is not on our list.
     """
-    package = split(function).package
+    sym = split(function)
+    package = sym.package
     if package == "runtime" or package.startswith(_RUNTIME_PACKAGES[1:]):
+        return RUNTIME, "runtime"
+    if not sym.name and not sym.receiver:
+        # No package at all: C code of old runtimes (``scanblock``, ``schedule`` in
+        # proc.c), cgo/non-Go frames, ``?``. Never the user's Go call site.
         return RUNTIME, "runtime"
     if _is_stdlib(package):
         # Includes "vendor/golang.org/x/..." packages, which the standard library vendors.
@@ -156,6 +170,9 @@ def classify(function: str, file: str = "") -> tuple[str, str]:
     mod = library_module(package)
     if mod is not None:
         return LIBRARY, mod
+    vendored = _unvendored(package)
+    if vendored:
+        return LIBRARY, library_module(vendored) or _module_of(vendored)
     if file:
         m = _MODULE_CACHE.search(file)
         if m:

@@ -1,0 +1,906 @@
+"""Goroutine dumps -> the ``goroutines``, ``goroutine_leaks`` and ``stacks`` tables.
+
+Why it is shaped this way:
+
+- Goroutines parked on a connection are the most direct leak evidence there is, and customers
+  send them in every form the runtime prints and every way a human mangles them. So the
+  parser is tolerant line by line and strict only about what a frame is: a
+  ``function(args)`` line followed by a ``file:line`` line. Junk between the two (a log
+  line written in the middle of a dump) is skipped, never glued into a frame.
+- A leaking service has 10^5 goroutines that share a handful of stacks. One regex pass
+  finds the goroutine headers; each goroutine's block is cached on its text with the
+  per-goroutine noise (arguments, frame pointers, the parent id) taken out, so each
+  distinct stack is parsed and interned once and a 150 MB dump costs seconds.
+- Nothing is dropped. The dumping goroutine (``runtime/pprof.writeGoroutineStacks``), runtime
+  helpers and goroutine 0 stay in the table: which of them matter is for detection to say.
+
+Formats (``result.meta["format"]``, also the ``format`` column):
+
+``debug2``
+    ``/debug/pprof/goroutine?debug=2``, ``runtime.Stack(buf, true)``. One goroutine per row,
+    ``count`` = 1. Line kinds, in the order they are tried (after an optional log prefix):
+
+    ==================  ==========================================================
+    header              ``goroutine 7 [select, 171 minutes, locked to thread]:``
+                        ``goroutine 1 gp=0xc000002380 m=nil [chan receive]:`` (1.22+)
+                        ``goroutine 9 [chan receive (leaked)]:`` (Go 1.27)
+    created by          ``created by database/sql.OpenDB in goroutine 1``
+    elision             ``...additional frames elided...``, ``...50 frames elided...``
+    ancestors           ``[originating from goroutine 24]:`` (GODEBUG=tracebackancestors;
+                        the rest of the block is ignored, counted in meta)
+    no stack            ``goroutine running on other thread; stack unavailable``
+    function            ``database/sql.(*DB).conn(0xc0001, {0x9b3e60, 0xc000})``; ``(...)``
+                        marks an inlined frame
+    file                ``\\t/usr/local/go/src/database/sql/sql.go:1246 +0x87``, with
+                        optional ``fp=0x.. sp=0x.. pc=0x..`` (panic traces); any indent
+    ==================  ==========================================================
+
+``panic``
+    the same, inside a crash or signal trace (``panic:``, ``fatal error:``, ``SIGQUIT:``
+    preamble, or ``gp=``/``fp=`` annotations).
+
+``debug1``
+    ``goroutine profile: total N`` then records ``K @ 0x..`` with ``#\\t0xpc\\tfunc+0xoff\\t
+    file:line`` frames and ``# labels: {...}``. One row per record, ``count`` = K, no id,
+    state or creator.
+
+``goroutineleak``
+    the Go 1.26+/1.27 ``goroutineleak profile: total N`` (debug=1 layout): goroutines the GC
+    proved blocked forever. Fills ``goroutine_leaks`` only.
+
+Pastes: tabs turned into spaces and any indentation are accepted; a log/CI prefix carried
+by every line (``[2021-12-01T09:40:42.092Z] ``, ``10:47:33 web.1 | ``) is recognised from
+the header lines and stripped; text glued before the first header is preamble; a tail cut
+mid-frame keeps the complete frames and warns once. A paste that starts mid-goroutine
+(frames before any header) becomes one row with a null ``goroutine_id``.
+
+``signature_id`` (see :func:`signature_id`) buckets goroutines with the same stack, state
+and creator; ``stack_id`` comes from :class:`~forensics.stacks.StackTable` (leaf first, the
+``created by`` frame excluded).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..schema import conform
+from ..stacks import Frame, StackTable, text_hash
+from .base import ParseContext, ParseError, ParseResult, decode_text
+
+KIND = "goroutines"
+TABLES = ("goroutines", "goroutine_leaks", "stacks")
+DESCRIPTION = (
+    "Go goroutine dumps: debug=2 / runtime.Stack / SIGQUIT and panic traces, debug=1 "
+    "counted profiles, and the goroutineleak profile"
+)
+
+DEBUG2, DEBUG1, PANIC, LEAK = "debug2", "debug1", "panic", "goroutineleak"
+
+_SNIFF_BYTES = 64 * 1024
+_INT64_MAX = (1 << 63) - 1
+
+# --- regular expressions (every one linear: literal anchors, bounded or disjoint classes) ---
+
+#: A debug=2 goroutine header. Unanchored: a paste may glue text before it
+#: (``...dumping all stacksgoroutine 1 [running]:``).
+_HEADER = re.compile(
+    r"goroutine (\d{1,19})((?: (?:gp|m|mp)=(?:0x[0-9a-fA-F]+|\d+|nil))*) \[([^\]\n]{0,256})\]:?"
+)
+#: A header, or the parent id ending a 1.21+ ``created by F in goroutine P`` line.
+_SPLIT = re.compile(r"goroutine (?:" + _HEADER.pattern[len("goroutine "):] + r"|(\d{1,19})$)",
+                    re.M)
+#: ``goroutine profile: total 3259``, ``heap profile: 1: 2 [..]``: found by the literal
+#: ``profile: ``, the kind is read from the 64 characters before it.
+_PROFILE = re.compile(r"profile: (?:total (\d{1,19}))?")
+_PROFILE_KIND = re.compile(r"(\w+) $")
+#: A counted record: ``3251 @ 0x465940 0x478708 ...`` (tabs may have become spaces).
+_RECORD = re.compile(r"^[ \t]*(\d{1,19}) @((?:[ \t]+0x[0-9a-fA-F]+)*)[ \t]*$", re.M)
+#: A frame's location line, stripped: ``/src/net/net.go:183 +0xb1 fp=0x.. sp=0x.. pc=0x..``.
+_FILE = re.compile(r"(.+):(\d{1,9})(?: \+0x[0-9a-fA-F]+)?(?: (?:fp|sp|pc)=0x[0-9a-fA-F]+)*")
+#: Per-goroutine noise removed before blocks are cached: arguments and frame pointers.
+#: Not ``(...)`` (it marks an inlined frame: args never start with a dot) nor ``()``.
+_ARGS = re.compile(r"\([^().\n][^()\n]*\)$", re.M)
+_FRAME_POINTERS = re.compile(r" fp=0x[0-9a-fA-F]+(?: sp=0x[0-9a-fA-F]+)?(?: pc=0x[0-9a-fA-F]+)?")
+_MINUTES = re.compile(r"(\d{1,9}) minutes?")
+_OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
+_BRACKETED = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")
+_PANIC_PREAMBLE = re.compile(
+    r"^(?:panic: |fatal error: |SIG[A-Z]{2,8}: |unexpected fault address|unexpected signal"
+    r"|runtime: )", re.M
+)
+_FRAGMENT_HINT = re.compile(r"^[^\s#][^\n]{0,2000}\)[ \t]*\n[ \t]+[^\n]{1,2000}:\d+ \+0x", re.M)
+_SPLIT_PREFIX = re.compile(r"(\d+|[ \t]+)")
+
+_FLAG_SUFFIXES = (("(leaked)", "leaked"), ("(scan)", "scan"), ("(durable)", "durable"))
+
+
+class State(NamedTuple):
+    """What a debug=2 header says besides the id."""
+
+    state: str
+    wait_minutes: int | None
+    locked_to_thread: bool
+    leaked: bool
+
+
+@lru_cache(maxsize=8192)
+def parse_state(bracket: str) -> State:
+    """``"chan receive (leaked), 12 minutes, locked to thread"`` -> the wait reason only
+    (``"chan receive"``) and the flags. Unknown comma items (``synctest group 6``) are
+    ignored; the wait reason keeps its own parentheses (``chan receive (nil chan)``)."""
+    items = [p.strip() for p in bracket.split(",")]
+    state, minutes, locked, leaked = items[0], None, False, False
+    for item in items[1:]:
+        m = _MINUTES.fullmatch(item)
+        if m:
+            minutes = int(m.group(1))
+        elif item == "locked to thread":
+            locked = True
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix, flag in _FLAG_SUFFIXES:
+            if state.endswith(suffix):
+                state = state[: -len(suffix)].rstrip()
+                leaked = leaked or flag == "leaked"
+                stripped = True
+    return State(" ".join(state.split()), minutes, locked, leaked)
+
+
+_STATE_CACHE: dict[str, State] = {}
+
+
+def signature_id(state: str | None, stack_id: int | None, created_by: str | None) -> int:
+    """Stable bucket id of goroutines with the same state, stack (frames by function, file
+    and line; no arguments or offsets) and creator function."""
+    return text_hash(f"{state or ''}\n{stack_id if stack_id is not None else ''}\n"
+                     f"{created_by or ''}")
+
+
+# --- sniffing ----------------------------------------------------------------------------
+
+
+def sniff(head: bytes, name: str) -> float:
+    if not head or head[:2] == b"\x1f\x8b":
+        return 0.0
+    if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return 0.0
+    text = decode_text(head[:_SNIFF_BYTES])
+    if _HEADER.search(text) or "goroutine profile: total" in text:
+        score = 0.95
+    elif "goroutineleak profile: total" in text:
+        score = 0.97
+    elif _FRAGMENT_HINT.search(text) and "WARNING: DATA RACE" not in text:
+        score = 0.35  # a stack pasted without its header
+    else:
+        return 0.0
+    lowered = name.lower()
+    if any(word in lowered for word in ("goroutine", "stack", "dump")):
+        score += 0.02
+    return min(score, 1.0)
+
+
+# --- accumulated output ------------------------------------------------------------------
+
+
+@dataclass
+class _Out:
+    """Counted rows (debug=1 records, leak records) as column lists, the shared stack
+    table, and the signature cache. debug=2 rows live in :class:`_Debug2` until the end."""
+
+    stacks: StackTable = field(default_factory=StackTable)
+    g: dict[str, list] = field(default_factory=lambda: {c: [] for c in _G_COLS})
+    leaks: dict[str, list] = field(default_factory=lambda: {c: [] for c in _L_COLS})
+    sig_cache: dict[tuple, int] = field(default_factory=dict)
+
+    def signature(self, state: str | None, stack_id: int | None, created_by: str | None) -> int:
+        key = (state, stack_id, created_by)
+        sig = self.sig_cache.get(key)
+        if sig is None:
+            sig = self.sig_cache[key] = signature_id(state, stack_id, created_by)
+        return sig
+
+
+_G_COLS = ("goroutine_id", "count", "state", "wait_minutes", "locked_to_thread", "leaked",
+           "stack_id", "created_by", "created_by_file", "created_by_line",
+           "parent_goroutine_id", "frames_elided", "signature_id", "labels", "format")
+_L_COLS = ("count", "stack_id", "signature_id", "labels")
+_INT_COLS = {"goroutine_id", "count", "wait_minutes", "stack_id", "created_by_line",
+             "parent_goroutine_id", "signature_id"}
+_BOOL_COLS = {"locked_to_thread", "leaked", "frames_elided"}
+
+
+def _frame(cols: dict[str, list], table: str) -> pd.DataFrame:
+    """Typed columns built directly: 63-bit ids must not pass through float."""
+    data = {}
+    for name, values in cols.items():
+        if name in _INT_COLS:
+            data[name] = _nullable(values, np.int64, pd.arrays.IntegerArray)
+        elif name in _BOOL_COLS:
+            data[name] = _nullable(values, np.bool_, pd.arrays.BooleanArray)
+        else:
+            data[name] = pd.Series(values, dtype=object).astype("string")
+    return conform(pd.DataFrame(data), table)
+
+
+def _nullable(values: list, dtype: type, array: type) -> pd.api.extensions.ExtensionArray:
+    n = len(values)
+    mask = np.fromiter((v is None for v in values), dtype=np.bool_, count=n)
+    zero = dtype(0)
+    data = np.fromiter((zero if v is None else v for v in values), dtype=dtype, count=n)
+    return array(data, mask)
+
+
+class _LineCounter:
+    """Line numbers for warnings, counted incrementally (positions mostly increase)."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos, self.line = text, 0, 1
+
+    def at(self, pos: int) -> int:
+        if pos < self.pos:
+            self.pos, self.line = 0, 1
+        self.line += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
+
+
+# --- log prefixes ------------------------------------------------------------------------
+
+
+def _generalize(prefix: str) -> str:
+    """A regex for a log prefix seen on one line: digits and blanks vary line to line."""
+    out = []
+    for part in _SPLIT_PREFIX.split(prefix):
+        if not part:
+            continue
+        if part[0].isdigit():
+            out.append(r"\d+")
+        elif part[0] in " \t":
+            out.append(r"[ \t]+")
+        else:
+            out.append(re.escape(part))
+    return "".join(out)
+
+
+def _header_prefixes(text: str, limit: int = 2000) -> Counter:
+    """Generalized text before each header on its line (``""`` when none)."""
+    counts: Counter = Counter()
+    positions = [m.start() for m in itertools.islice(_HEADER.finditer(text), limit)]
+    for hdr in _profile_headers(text, 1 << 20):
+        if hdr.kind in _COUNTED_KINDS:
+            positions.append(hdr.kind_pos)
+    for pos in positions:
+        start = text.rfind("\n", 0, pos) + 1
+        prefix = text[start:pos]
+        if 0 < len(prefix.strip()) and len(prefix) <= 120:
+            counts[_generalize(prefix)] += 1
+        else:
+            counts[""] += 1
+    return counts
+
+
+def strip_line_prefix(text: str) -> tuple[str, str | None]:
+    """Remove a log/CI prefix carried by every line of a paste.
+
+    The prefix is learnt from the header lines (the text before ``goroutine N [``), digits
+    and blanks generalized, and accepted only when it starts at least half of the non-blank
+    lines: text glued to a single header is preamble, not a prefix.
+    """
+    counts = _header_prefixes(text)
+    if not counts:
+        return text, None
+    pattern, n = counts.most_common(1)[0]
+    if not pattern or n * 2 < sum(counts.values()):
+        return text, None
+    prefix_re = re.compile(r"^" + pattern, re.M)
+    stripped, hits = prefix_re.subn("", text)
+    lines = text.count("\n") + 1
+    blank = text.count("\n\n")
+    if hits * 2 < max(1, lines - blank):
+        return text, None
+    return stripped, pattern
+
+
+# --- debug=2 blocks ----------------------------------------------------------------------
+
+
+@dataclass
+class _Block:
+    """One goroutine's stack as parsed from its (normalized) text; shared by the cache."""
+
+    frames: tuple[Frame, ...] = ()
+    created_by: str | None = None
+    created_by_file: str | None = None
+    created_by_line: int | None = None
+    elided: bool = False
+    unavailable: bool = False
+    ancestors: int = 0
+    truncated: bool = False
+    warnings: list[tuple[int, str]] = field(default_factory=list)
+    stack_id: int | None = None
+    parent: int | None = None  # ``in goroutine P`` left in the block text (rare)
+
+
+def _function(line: str) -> tuple[str, bool] | None:
+    """``pkg.(*T).m(0x1, {...})`` -> (``pkg.(*T).m``, inlined?) or None if not a call line."""
+    i = line.rfind("(")
+    if i <= 0:
+        return None
+    name = line[:i].rstrip()
+    if not name or name[0] in "#[(-=<>|*+!@/\\" or name.startswith("created by "):
+        return None
+    if " " in name or "\t" in name:
+        # Generic shapes may hold spaces (``go.shape.struct { ... }``); prose may not.
+        bare = name
+        while True:
+            nxt = _BRACKETED.sub("", bare)
+            if nxt == bare:
+                break
+            bare = nxt
+        if " " in bare or "\t" in bare:
+            return None
+    if ".(_" in name:
+        # Markdown turned ``(*T)`` into ``(_T)`` in old pastes; ``(_`` never starts a Go
+        # receiver, since only pointer receivers are parenthesized.
+        name = re.sub(r"\.\(_(?=\w)", ".(*", name)
+    return name, line[i:].rstrip() == "(...)"
+
+
+def _location(line: str) -> tuple[str, int] | None:
+    m = _FILE.fullmatch(line)
+    if not m:
+        return None
+    path = m.group(1)
+    # A real location ends in a file name with an extension (or the runtime's ``?`` and
+    # ``<autogenerated>``); ``started at 07:33:28`` is not one.
+    tail = path[-16:]
+    if "." not in tail and path not in ("?", "<autogenerated>"):
+        return None
+    return path, int(m.group(2))
+
+
+class _BlockParser:
+    """The line state machine of one goroutine block (see the module docstring)."""
+
+    def __init__(self, body: str, is_last: bool) -> None:
+        self.body, self.is_last = body, is_last
+        self.out = _Block()
+        self.frames: list[Frame] = []
+        self.pending: tuple[str, bool, int] | None = None  # function line awaiting its file
+        self.creator_wait = -1  # line index of a ``created by`` awaiting its file line
+        self.junk: list[int] = []
+        self.blank_after_content = False
+        self.completed = -1  # index of the last line that completed a frame or creator
+        self.leading_junk = -1  # first unrecognised line before any frame
+
+    def run(self) -> _Block:
+        lines = self.body.split("\n")
+        finished = False
+        for idx, raw in enumerate(lines):
+            if self._line(idx, raw.strip()):
+                finished = True
+                break
+        self._close(lines, finished)
+        self.out.frames = tuple(self.frames)
+        if "[originating from goroutine" in self.body:
+            self.out.ancestors = self.body.count("[originating from goroutine")
+        return self.out
+
+    def _warn(self, idx: int, message: str) -> None:
+        if len(self.out.warnings) < 5:
+            self.out.warnings.append((idx, message))
+
+    def _flush_pending(self, why: str) -> None:
+        fn, inlined, idx = self.pending  # type: ignore[misc]
+        self.frames.append(Frame(fn, "", None, inlined))
+        self._warn(idx, f"frame {fn!r} has no file:line ({why})")
+        self.pending = None
+
+    def _line(self, idx: int, s: str) -> bool:
+        """Consume one stripped line; True when the goroutine's block is complete."""
+        if not s:
+            if self.frames or self.pending:
+                self.blank_after_content = True
+            return False
+        if self.creator_wait >= 0:
+            return self._creator_location(idx, s)
+        if s.startswith("created by "):
+            if self.pending:
+                self._flush_pending("followed by 'created by'")
+            self._creator(s[len("created by "):].strip())
+            self.creator_wait = idx
+            return False
+        if s.startswith("...") and "elided" in s:
+            self.out.elided = True
+            return False
+        if s.startswith("[originating from goroutine") or s == "runtime stack:":
+            return True
+        if s.startswith("goroutine running on other thread"):
+            self.out.unavailable = True
+            return False
+        if s.startswith("-----") and "stack segment boundary" in s:
+            return False
+        if s.endswith(")"):
+            fn = _function(s)
+            if fn is not None:
+                if self.pending:
+                    self._flush_pending("next line is another function")
+                self.pending = (fn[0], fn[1], idx)
+                self.blank_after_content = False
+                return False
+        loc = _location(s) if self.pending else None
+        if loc is not None:
+            fn, inlined, _ = self.pending  # type: ignore[misc]
+            self.frames.append(Frame(fn, loc[0], loc[1], inlined))
+            self.pending = None
+            self.completed = idx
+            if self.junk:
+                self._warn(self.junk[0], f"{len(self.junk)} unrecognised line(s) inside a "
+                           "stack skipped")
+                self.junk.clear()
+            self.blank_after_content = False
+            return False
+        if self.blank_after_content:
+            return True  # trailer after the stack: exit status, registers, other profiles
+        if self.frames or self.pending:
+            self.junk.append(idx)
+        elif self.leading_junk < 0:
+            self.leading_junk = idx
+        return False
+
+    def _creator(self, name: str) -> None:
+        if name.endswith(" in"):  # ``in goroutine P`` was split off by _SPLIT
+            name = name[:-3].rstrip()
+        else:
+            head, sep, digits = name.rpartition(" in goroutine ")
+            if sep and digits.isdigit() and len(digits) <= 18:
+                name, self.out.parent = head, int(digits)
+        self.out.created_by = name or None
+
+    def _creator_location(self, idx: int, s: str) -> bool:
+        loc = _location(s)
+        if loc is not None:
+            self.out.created_by_file, self.out.created_by_line = loc
+            self.completed = idx
+        else:
+            self._warn(self.creator_wait, "'created by' line has no file:line")
+        self.creator_wait = -1
+        return True
+
+    def _close(self, lines: list[str], finished: bool) -> None:
+        at_end = not finished
+        unterminated = self.is_last and not self.body.endswith("\n")
+        if self.pending:
+            if self.is_last and at_end:
+                self.out.truncated = True  # cut mid-frame: keep only complete frames
+                self.pending = None
+            else:
+                self._flush_pending("end of block")
+        if self.creator_wait >= 0:
+            if self.is_last and at_end:
+                self.out.truncated = True
+                if unterminated and self.creator_wait == len(lines) - 1:
+                    self.out.created_by = None  # the name itself may be cut
+            else:
+                self._warn(self.creator_wait, "'created by' line has no file:line")
+        if at_end and unterminated and lines[-1].strip() and self.completed != len(lines) - 1:
+            self.out.truncated = True  # the text stops inside a line
+        if not self.frames and self.leading_junk >= 0 and not self.out.truncated:
+            self._warn(self.leading_junk, "no frame recognised in this goroutine's block")
+
+
+# --- debug=2 driver ----------------------------------------------------------------------
+
+
+def _split_parent(body: str) -> tuple[str, int | None]:
+    """Take the 1.21+ ``in goroutine P`` out of the first ``created by`` line (for texts
+    that do not go through :data:`_SPLIT`, such as a headerless fragment)."""
+    i = body.find("created by ")
+    if i < 0:
+        return body, None
+    eol = body.find("\n", i)
+    if eol < 0:
+        eol = len(body)
+    j = body.rfind(" in goroutine ", i, eol)
+    if j < 0:
+        return body, None
+    digits = body[j + len(" in goroutine "):eol].strip()
+    if not digits.isdigit() or len(digits) > 18:
+        return body, None
+    return body[:j] + body[eol:], int(digits)
+
+
+def _normalize(text: str) -> str:
+    text = _ARGS.sub("()", text)
+    if " fp=0x" in text:
+        text = _FRAME_POINTERS.sub("", text)
+    return text
+
+
+class _Debug2:
+    """Splits a text into goroutines, parses each distinct block once, emits the rows.
+
+    ``_SPLIT`` cuts the text at every header *and* at every ``goroutine P`` ending a line,
+    so the parent id of ``created by F in goroutine P`` falls out of the block text without
+    copying it: a block is the tuple of its pieces, and the tuple is the cache key. The loop
+    runs once per goroutine and does only lookups; parsing happens on a cache miss.
+    """
+
+    def __init__(self, text: str, out: _Out, result: ParseResult, fmt: str) -> None:
+        self.text, self.out, self.result, self.fmt = text, out, result, fmt
+        self.cache: dict[str | tuple[str, ...], _Block] = {}
+        self.rows: list[tuple] = []  # (goroutine_id, State | None, _Block, parent, signature)
+        self.parts: list[str | None] = []
+        self.lines_upto = (0, 0)  # (parts index, newlines before it): lazy, for warnings
+        self.ancestors = 0
+        self.truncated = False
+
+    def run(self) -> None:
+        parts = self.parts = _SPLIT.split(self.text)
+        it = iter(parts)
+        pieces: list[str] = [next(it)]  # the preamble, then each goroutine's block
+        header: tuple[str, str, int] | None = None  # (id, bracket, parts index)
+        parent: int | None = None
+        at = 1
+        for gid_s, _gpm, bracket, parent_s, piece in zip(it, it, it, it, it, strict=False):
+            if gid_s is None:
+                parent = self._parent_marker(pieces, parent, parent_s, piece)
+            else:
+                self._goroutine(header, pieces, parent, last=False)
+                header, pieces, parent = (gid_s, bracket, at), [piece], None
+            at += 5
+        self._goroutine(header, pieces, parent, last=True)
+
+    @staticmethod
+    def _parent_marker(pieces: list[str], parent: int | None, parent_s: str,
+                       piece: str) -> int | None:
+        """A ``goroutine P`` at a line end: the parent id if it ends the block's first
+        ``created by F in`` line, else plain text to put back."""
+        prev = pieces[-1]
+        if parent is None and prev.endswith(" in ") and \
+                prev[prev.rfind("\n") + 1:].lstrip().startswith("created by "):
+            pieces.append(piece)
+            value = int(parent_s)
+            return value if value <= _INT64_MAX else None
+        pieces.append("goroutine " + parent_s)
+        pieces.append(piece)
+        return parent
+
+    def _goroutine(self, header: tuple[str, str, int] | None, pieces: list[str],
+                   parent: int | None, last: bool) -> None:
+        key: str | tuple[str, ...] = pieces[0] if len(pieces) == 1 else tuple(pieces)
+        if header is None:
+            self._preamble("".join(pieces), last)
+            return
+        gid_s, bracket, at = header
+        blk = None if last else self.cache.get(key)
+        if blk is None:
+            blk = self._block("".join(pieces), last, at)
+            if not last:  # a tail may be cut: never share its parse with complete blocks
+                self.cache[key] = blk
+        st = _STATE_CACHE.get(bracket)
+        if st is None:
+            st = _STATE_CACHE[bracket] = parse_state(bracket)
+        gid = int(gid_s)
+        self.rows.append((gid if gid <= _INT64_MAX else None, st, blk,
+                          blk.parent if parent is None else parent,
+                          self.out.signature(st.state, blk.stack_id, blk.created_by)))
+
+    def _line_of(self, at: int) -> int:
+        """1-based line where parts[at] starts (counted lazily: warnings only)."""
+        done, newlines = self.lines_upto
+        if at < done:
+            done, newlines = 0, 0
+        for part in self.parts[done:at]:
+            if part:
+                newlines += part.count("\n")
+        self.lines_upto = (at, newlines)
+        return newlines + 1
+
+    def _block(self, body: str, last: bool, at: int) -> _Block:
+        blk = _BlockParser(body, last).run()
+        if blk.frames:
+            blk.stack_id = self.out.stacks.intern(blk.frames)
+        self.ancestors += blk.ancestors
+        self.truncated = self.truncated or blk.truncated
+        if blk.warnings and len(self.result.warnings) < 50:
+            base = self._line_of(at)
+            for idx, message in blk.warnings:
+                self.result.warn(message, line=base + idx)
+        return blk
+
+    def _preamble(self, head: str, last: bool) -> None:
+        """Frames before the first header: a paste that starts mid-goroutine."""
+        first = next((ln.strip() for ln in head.split("\n", 200)[:200] if ln.strip()), "")
+        starts_mid_stack = first.startswith("created by ") or (
+            first.endswith(")") and _function(first) is not None) or _location(first)
+        if not starts_mid_stack or "WARNING: DATA RACE" in head:
+            return
+        body, parent = _split_parent(head)
+        blk = self._block(body, last, 0)
+        if blk.frames:
+            self.result.warn("stack without a goroutine header (the paste starts "
+                             "mid-goroutine): kept as one goroutine with no id", line=1)
+            sig = self.out.signature(None, blk.stack_id, blk.created_by)
+            self.rows.append((None, None, blk, blk.parent if parent is None else parent, sig))
+
+    def columns(self) -> dict[str, list]:
+        """Row tuples -> the ``goroutines`` columns."""
+        rows = self.rows
+        sts = [r[1] for r in rows]
+        blks = [r[2] for r in rows]
+        return {
+            "goroutine_id": [r[0] for r in rows],
+            "count": [1] * len(rows),
+            "state": [s.state if s else None for s in sts],
+            "wait_minutes": [s.wait_minutes if s else None for s in sts],
+            "locked_to_thread": [s.locked_to_thread if s else None for s in sts],
+            "leaked": [s.leaked if s else None for s in sts],
+            "stack_id": [b.stack_id for b in blks],
+            "created_by": [b.created_by for b in blks],
+            "created_by_file": [b.created_by_file for b in blks],
+            "created_by_line": [b.created_by_line for b in blks],
+            "parent_goroutine_id": [r[3] for r in rows],
+            "frames_elided": [b.elided for b in blks],
+            "signature_id": [r[4] for r in rows],
+            "labels": [None] * len(rows),
+            "format": [self.fmt] * len(rows),
+        }
+
+    def repeated_ids(self) -> int:
+        ids = [r[0] for r in self.rows if r[0] is not None]
+        return len(ids) - len(set(ids))
+
+    def unavailable(self) -> int:
+        """Goroutines printed as ``goroutine running on other thread; stack unavailable``."""
+        return sum(1 for r in self.rows if r[2].unavailable)
+
+
+# --- debug=1 and goroutineleak -----------------------------------------------------------
+
+
+def _counted_frame(s: str) -> Frame | None:
+    """``#\\t0x4d5277\\tdatabase/sql.(*DB).connectionOpener+0xe7\\t/src/sql.go:1052``, also
+    with the tabs turned into spaces or the ``#`` lost."""
+    if s.startswith("#"):
+        s = s[1:]
+    if "\t" in s:
+        parts = [p.strip() for p in s.split("\t") if p.strip()]
+    else:
+        parts = s.split()
+    if len(parts) < 3 or not parts[0].startswith("0x"):
+        return None
+    rest = parts[1:]
+    j = next((k for k in range(len(rest) - 2, -1, -1) if _OFFSET.search(rest[k])), 0)
+    function = _OFFSET.sub("", " ".join(rest[: j + 1]))
+    location = " ".join(rest[j + 1:])
+    path, _, line = location.rpartition(":")
+    if not function or not path or not line.isdigit() or len(line) > 9:
+        return None
+    return Frame(function, path, int(line), False)
+
+
+_COUNTED_KINDS = ("goroutine", "goroutineleak")
+
+
+class _ProfileHeader(NamedTuple):
+    kind: str
+    total: int | None  # None: a profile without ``total`` (``heap profile: 1: 2 [..]``)
+    kind_pos: int
+    body_start: int
+
+
+def _profile_headers(text: str, stop: int | None = None) -> Iterator[_ProfileHeader]:
+    """Every ``<kind> profile: ...`` header, in order (up to ``stop`` bytes)."""
+    for m in _PROFILE.finditer(text, 0, len(text) if stop is None else min(stop, len(text))):
+        window = text[max(0, m.start() - 64):m.start()]
+        km = _PROFILE_KIND.search(window)
+        if km is None:
+            continue
+        eol = text.find("\n", m.end())
+        total = int(m.group(1)) if m.group(1) else None
+        yield _ProfileHeader(km.group(1), total, m.start() - len(window) + km.start(),
+                             len(text) if eol < 0 else eol + 1)
+
+
+@dataclass
+class _Section:
+    kind: str  # "goroutine" or "goroutineleak"
+    total: int
+    start: int  # first byte after the header line
+    end: int
+    line: int
+
+
+def _sections(text: str) -> list[_Section]:
+    """Every goroutine/goroutineleak ``profile: total N`` section. Other profiles in the
+    same stream (heap, threadcreate) only end the section before them."""
+    headers = list(_profile_headers(text))
+    lines = _LineCounter(text)
+    out = []
+    for k, hdr in enumerate(headers):
+        if hdr.kind not in _COUNTED_KINDS or hdr.total is None:
+            continue
+        end = headers[k + 1].kind_pos if k + 1 < len(headers) else len(text)
+        out.append(_Section(hdr.kind, hdr.total, hdr.body_start, max(hdr.body_start, end),
+                            lines.at(hdr.kind_pos)))
+    return out
+
+
+class _Counted:
+    """Records of debug=1 goroutine and goroutineleak profiles."""
+
+    def __init__(self, text: str, out: _Out, result: ParseResult) -> None:
+        self.text, self.out, self.result = text, out, result
+        self.lines = _LineCounter(text)
+        self.records = {"goroutine": 0, "goroutineleak": 0}
+        self.totals = {"goroutine": 0, "goroutineleak": 0}
+        self.sections = {"goroutine": 0, "goroutineleak": 0}
+        self.truncated = False
+
+    def run(self, sections: list[_Section]) -> None:
+        for sec in sections:
+            self.sections[sec.kind] += 1
+            counted = self._section(sec)
+            if counted == 0 and sec.total > 0:
+                self.result.warn(f"'{sec.kind} profile: total {sec.total}' has no records "
+                                 "(an empty or repeated header)", line=sec.line)
+                continue
+            self.totals[sec.kind] += sec.total
+            if counted != sec.total:
+                self.result.warn(f"records of '{sec.kind} profile: total {sec.total}' add up to "
+                                 f"{counted} (excerpt or truncated paste?)", line=sec.line)
+
+    def _section(self, sec: _Section) -> int:
+        body = self.text[sec.start:sec.end]
+        recs = list(_RECORD.finditer(body))
+        counted = 0
+        for k, rec in enumerate(recs):
+            rec_end = recs[k + 1].start() if k + 1 < len(recs) else len(body)
+            if rec_end == len(body) and sec.end == len(self.text) and \
+                    not body.endswith("\n") and "\n" not in body[rec.end():]:
+                self.truncated = True  # the ``K @ 0x..`` line itself is cut
+                continue
+            counted += self._record(sec.kind, rec, body[rec.end():rec_end],
+                                    sec.start + rec.start(),
+                                    sec.start + rec_end == len(self.text))
+        return counted
+
+    def _record(self, kind: str, rec: re.Match, chunk: str, pos: int,
+                at_text_end: bool) -> int:
+        count = int(rec.group(1))
+        pcs = len(rec.group(2).split())
+        labels, frames, junk = None, [], 0
+        rows = chunk.split("\n")
+        for i, raw in enumerate(rows):
+            s = raw.strip()
+            if not s:
+                continue
+            if s.startswith("# labels:"):
+                labels = s[len("# labels:"):].strip()
+                continue
+            fr = _counted_frame(s)
+            if fr is not None:
+                frames.append(fr)
+            elif i == len(rows) - 1 and at_text_end and not self.text.endswith("\n"):
+                self.truncated = True
+            else:
+                junk += 1
+        if junk:
+            self.result.warn(f"{junk} unrecognised line(s) in a '{count} @' record skipped",
+                             line=self.lines.at(pos))
+        stack_id = self.out.stacks.intern(frames) if frames else None
+        sig = self.out.signature(None, stack_id, None)
+        # Stacks are cut at 32 (128 from Go 1.23) pcs: at exactly that depth, unknown.
+        elided = None if pcs in (32, 128) else False
+        self._emit(kind, count, stack_id, sig, labels, elided)
+        return count
+
+    def _emit(self, kind: str, count: int, stack_id: int | None, sig: int,
+              labels: str | None, elided: bool | None) -> None:
+        self.records[kind] += 1
+        if kind == "goroutineleak":
+            cols = self.out.leaks
+            for name, value in (("count", count), ("stack_id", stack_id),
+                                ("signature_id", sig), ("labels", labels)):
+                cols[name].append(value)
+            return
+        row = dict.fromkeys(_G_COLS)
+        row.update(count=count, stack_id=stack_id, signature_id=sig, labels=labels,
+                   frames_elided=elided, format=DEBUG1)
+        for name in _G_COLS:
+            self.out.g[name].append(row[name])
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def _reject(text: str) -> ParseError:
+    body = text.lstrip()
+    if body.startswith(("[", "{")) and ('"Stack0"' in body or '"Stack"' in body):
+        return ParseError("JSON rendering of runtime.GoroutineProfile records (not a Go dump "
+                          "format; capture /debug/pprof/goroutine?debug=2 instead)")
+    if "WARNING: DATA RACE" in text:
+        return ParseError("race detector report, not a goroutine dump")
+    if re.search(r"^\s*Goroutine \d+ - User: ", text, re.M):
+        return ParseError("Delve 'goroutines' listing: no stacks (use 'goroutines -t' or "
+                          "capture /debug/pprof/goroutine?debug=2)")
+    return ParseError("no goroutine header ('goroutine N [state]:'), profile header "
+                      "('goroutine profile: total N') or stack frames found")
+
+
+def _dump_format(text: str) -> str:
+    first = _HEADER.search(text)
+    preamble = text[: first.start()] if first else text
+    if _PANIC_PREAMBLE.search(preamble) or (first and first.group(2)) or " fp=0x" in text:
+        return PANIC
+    return DEBUG2
+
+
+def parse(data: bytes, ctx: ParseContext) -> ParseResult:
+    result = ParseResult()
+    text, prefix = strip_line_prefix(decode_text(data))
+    if prefix:
+        result.meta["line_prefix"] = prefix
+    out = _Out()
+    sections = _sections(text)
+    counted = _Counted(text, out, result)
+    counted.run(sections)
+    dump = None
+    if not sections or _HEADER.search(text):
+        dump = _Debug2(_normalize(text), out, result, _dump_format(text))
+        dump.run()
+    if not (dump and dump.rows) and not out.g["count"] and not out.leaks["count"] \
+            and not sections:
+        raise _reject(text)
+    _finish(result, out, counted, dump)
+    return result
+
+
+def _finish(result: ParseResult, out: _Out, counted: _Counted, dump: _Debug2 | None) -> None:
+    cols = dump.columns() if dump is not None else {c: [] for c in _G_COLS}
+    for name in _G_COLS:
+        cols[name].extend(out.g[name])  # debug=1 records after the debug=2 goroutines
+    result.tables["goroutines"] = _frame(cols, "goroutines")
+    result.tables["goroutine_leaks"] = _frame(out.leaks, "goroutine_leaks")
+    result.tables["stacks"] = out.stacks.to_frame()
+    meta = result.meta
+    if dump is not None and dump.rows:
+        meta["format"] = dump.fmt
+    elif counted.sections["goroutine"]:
+        meta["format"] = DEBUG1
+    else:
+        meta["format"] = LEAK
+    meta["goroutines"] = int(sum(cols["count"]))
+    meta["distinct_stacks"] = len(out.stacks)
+    meta["signatures"] = len(set(cols["signature_id"]))
+    if counted.sections["goroutine"]:
+        meta["profile_total"] = counted.totals["goroutine"]
+    if counted.sections["goroutineleak"]:
+        meta["leak_total"] = counted.totals["goroutineleak"]
+        meta["leaked_goroutines"] = int(sum(out.leaks["count"]))
+    truncated = counted.truncated or bool(dump and dump.truncated)
+    meta["truncated"] = truncated
+    if truncated:
+        result.warn("the dump is truncated (cut mid-frame or mid-record): only complete "
+                    "frames were kept")
+    if dump is not None:
+        if dump.ancestors:
+            meta["ancestor_blocks"] = dump.ancestors
+        if dump.unavailable():
+            meta["stacks_unavailable"] = dump.unavailable()
+        repeated = dump.repeated_ids()
+        if repeated:
+            meta["repeated_ids"] = repeated
+            result.warn(f"{repeated} goroutine id(s) appear twice: the file holds more "
+                        "than one dump")
