@@ -165,7 +165,7 @@ def service_port(name: str | None) -> int | None:
     if not name:
         return None
     n = name.strip()
-    if n.isdigit():
+    if n.isascii() and n.isdigit():
         p = int(n)
         return p if p <= 65535 else None
     return SERVICE_PORTS.get(n.lower())
@@ -209,7 +209,7 @@ def _drop_scope(t: str) -> str:
 
 
 def _port_token(tok: str) -> bool:
-    return tok == "*" or tok.isdigit() or tok.lower() in SERVICE_PORTS
+    return tok == "*" or (tok.isascii() and tok.isdigit()) or tok.lower() in SERVICE_PORTS
 
 
 def _valid_v6(h: str) -> bool:
