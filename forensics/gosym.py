@@ -114,11 +114,22 @@ def split(function: str) -> Symbol:
     return Symbol(package, receiver, rest)
 
 
+#: Top-level directories of the standard library (Go 1.0 to 1.27). A dot-less first path
+#: element is not enough: ``module orders`` or GOPATH code (``myservice/internal/db``) is
+#: the customer's own code and must stay "app".
+STDLIB_ROOTS = frozenset({
+    "archive", "arena", "bufio", "builtin", "bytes", "cmd", "cmp", "compress", "container",
+    "context", "crypto", "database", "debug", "embed", "encoding", "errors", "expvar", "flag",
+    "fmt", "go", "hash", "html", "image", "index", "internal", "io", "iter", "log", "maps",
+    "math", "mime", "net", "os", "path", "plugin", "reflect", "regexp", "runtime", "slices",
+    "sort", "strconv", "strings", "structs", "sync", "syscall", "testing", "text", "time",
+    "unicode", "unique", "unsafe", "vendor", "weak",
+})
+
+
 def _is_stdlib(package: str) -> bool:
-    first = package.split("/", 1)[0]
-    # ``_/home/me/repro`` is a package built outside GOPATH and modules: the user's own.
-    return ("." not in first and first not in ("main", "command-line-arguments")
-            and first != "" and not first.startswith("_"))
+    # ``_/home/me/repro`` (built outside GOPATH and modules) and ``main`` are the user's own.
+    return package.split("/", 1)[0] in STDLIB_ROOTS
 
 
 def _unvendored(package: str) -> str | None:
