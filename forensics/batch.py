@@ -369,7 +369,8 @@ def _materialized(task: Task, out: Path) -> Iterator[Path]:
 
 def _summary(task: Task, **kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "source": task.source, "key": task.key, "bundle_id": None, "status": "failed",
+        "source": task.source, "key": task.key, "bundle_id": None, "hostname": None,
+        "pid": None, "status": "failed",
         "reason": "", "done": False, "content_hash": None, "analyzer_version": __version__,
         "fingerprint": task.fingerprint, "severity": "", "severity_level": -1, "verdict": "",
         "findings": 0, "call_sites": 0, "top_site": "", "top_score": None, "captured_at": None,
@@ -444,6 +445,8 @@ def _analyze_and_write(task: Task, out: Path, t0: float) -> dict[str, Any]:
     return _summary(
         task, status=status, reason=reason[:2000], done=True,
         bundle_id=analysis.bundle.bundle_id, content_hash=analysis.bundle.content_hash,
+        hostname=_text_or_none(analysis.manifest.get("hostname")),
+        pid=_int_or_none(analysis.manifest.get("pid")),
         analyzer_version=str(analysis.version), severity=v["severity"],
         severity_level=_level(v["severity"]), verdict=v["text"],
         findings=len(analysis.findings), call_sites=len(analysis.call_sites),
@@ -453,6 +456,17 @@ def _analyze_and_write(task: Task, out: Path, t0: float) -> dict[str, Any]:
         else None,
         reports=reports, rows=rows, warnings=len(analysis.warnings),
         exit_code=analysis.exit_code(), seconds=round(time.perf_counter() - t0, 3))
+
+
+def _text_or_none(v: Any) -> str | None:
+    return None if v is None else str(v)[:500]
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _level(severity: str) -> int:
@@ -742,13 +756,13 @@ def write_bundles_table(out: Path, state: State) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    cols = ("key", "bundle_id", "source", "status", "reason", "content_hash",
+    cols = ("key", "bundle_id", "source", "hostname", "pid", "status", "reason", "content_hash",
             "analyzer_version", "severity", "severity_level", "verdict", "findings",
             "call_sites", "top_site", "top_score", "captured_at", "warnings", "exit_code",
             "seconds", "finished_at")
-    types = {"severity_level": pa.int64(), "findings": pa.int64(), "call_sites": pa.int64(),
-             "warnings": pa.int64(), "exit_code": pa.int64(), "top_score": pa.float64(),
-             "seconds": pa.float64()}
+    types = {"pid": pa.int64(), "severity_level": pa.int64(), "findings": pa.int64(),
+             "call_sites": pa.int64(), "warnings": pa.int64(), "exit_code": pa.int64(),
+             "top_score": pa.float64(), "seconds": pa.float64()}
     entries = list(state.bundles.values())
     arrays = {c: pa.array([e.get(c) for e in entries], type=types.get(c, pa.string()))
               for c in cols}

@@ -17,6 +17,38 @@ from .dataset import DATASET_DIR, PARTITION, table_glob, table_names
 
 BUNDLES_FILE = "bundles.parquet"
 
+#: The README's "Querying archived incidents" examples (tests run every one of them).
+EXAMPLE_QUERIES: dict[str, str] = {
+    "Which call sites leaked most this quarter?": """\
+SELECT function, file, line, leak_kind,
+       count(DISTINCT bundle)  AS incidents,
+       sum(goroutines)         AS goroutines,
+       sum(heap_inuse_objects) AS live_objects,
+       max(score)              AS best_score
+FROM call_sites
+WHERE captured_at >= date_trunc('quarter', current_date)
+GROUP BY ALL
+ORDER BY incidents DESC, goroutines DESC
+LIMIT 20""",
+    "Which customers hit pool exhaustion with the pgx driver?": """\
+SELECT DISTINCT b.hostname, f.bundle, f.kind, f.severity, f.summary
+FROM findings f
+JOIN bundles b USING (bundle)
+WHERE f.kind IN ('sql_pool_exhausted', 'pgxpool_exhausted')
+  AND EXISTS (SELECT 1 FROM stacks s
+              WHERE s.bundle = f.bundle AND s.module LIKE 'github.com/jackc/pgx%')
+ORDER BY f.severity_level DESC, f.bundle""",
+    "Where do CLOSE_WAIT sockets pile up, across all incidents?": """\
+SELECT remote_ip, remote_port,
+       count(*)               AS close_wait,
+       count(DISTINCT bundle) AS incidents
+FROM connections
+WHERE state = 'CLOSE_WAIT'
+GROUP BY ALL
+ORDER BY close_wait DESC
+LIMIT 20""",
+}
+
 
 class QueryError(Exception):
     """The folder holds no dataset, or the SQL failed (the message says why)."""
