@@ -243,8 +243,10 @@ def _http_artifact(s: _Session, files: dict[str, Any], rel: str, url: str,
     s.say(f"  {rel}: FAILED ({error or status})")
 
 
-def _tool_artifact(s: _Session, files: dict[str, Any], rel: str, argv: list[str]) -> bool:
-    """Run a tool into ``rel``. True when it produced usable output."""
+def _tool_artifact(s: _Session, files: dict[str, Any], rel: str, argv: list[str],
+                   header: str = "") -> bool:
+    """Run a tool into ``rel`` (after ``header``, written only when the tool printed
+    something). True when it produced usable output."""
     exe = shutil.which(argv[0])
     t = utc_now()
     if exe is None:
@@ -255,17 +257,21 @@ def _tool_artifact(s: _Session, files: dict[str, Any], rel: str, argv: list[str]
     env = dict(os.environ, LC_ALL="C")
     try:
         with open(dest, "wb") as out:
+            out.write(header.encode())
+            out.flush()
             res = subprocess.run([exe, *argv[1:]], stdout=out, stderr=subprocess.PIPE,
                                  timeout=TOOL_TIMEOUT, env=env, check=False)
-        size = dest.stat().st_size
+        size = dest.stat().st_size - len(header.encode())
         err = _first_line(res.stderr.decode("utf-8", "replace"))
     except subprocess.TimeoutExpired:
-        size, err, res = dest.stat().st_size if dest.exists() else 0, "timed out", None
+        size = dest.stat().st_size - len(header.encode()) if dest.exists() else 0
+        err, res = "timed out", None
     except OSError as exc:
         size, err, res = 0, f"{type(exc).__name__}: {exc}", None
     if size > 0:
         warn = err if (res is None or res.returncode != 0 or err) else ""
-        _record(files, rel, "ok", t=t, bytes=size, command=" ".join(argv), warning=warn)
+        _record(files, rel, "ok", t=t, bytes=dest.stat().st_size, command=" ".join(argv),
+                warning=warn)
         s.say(f"  {rel}: ok ({size} bytes)")
         return True
     dest.unlink(missing_ok=True)
@@ -309,7 +315,10 @@ def _capture_round(s: _Session, n: int) -> None:
     s.manifest["rounds"].append(rnd)
     # Goroutines and fds first and close together: they are what the joins pair up.
     _http_artifact(s, files, f"{d}/goroutines.txt", f"{s.pprof}/goroutine?debug=2")
-    _tool_artifact(s, files, f"{d}/procfd.txt", ["ls", "-l", f"/proc/{s.pid}/fd"])
+    # The directory header is what ls prints when listing several fd folders: it keeps
+    # the pid in the file itself, as the parsers expect from hand-made listings too.
+    _tool_artifact(s, files, f"{d}/procfd.txt", ["ls", "-l", f"/proc/{s.pid}/fd"],
+                   header=f"/proc/{s.pid}/fd:\n")
     _sockets(s, files, d)
     _tool_artifact(s, files, f"{d}/lsof.txt", ["lsof", "-nP", "-p", str(s.pid)])
     if s.dbstats_url:

@@ -150,6 +150,7 @@ def test_python_collector_archive(service, tmp_path: Path) -> None:
     assert members[f"{rd}/goroutineleak.txt"].startswith(b"goroutineleak profile: total")
     assert json.loads(members[f"{rd}/dbstats.json"])["MaxOpenConnections"] == 7
     assert b"Max open files" in members[f"{rd}/limits.txt"]
+    assert members[f"{rd}/procfd.txt"].startswith(f"/proc/{service.pid}/fd:\ntotal ".encode())
     assert b"socket:[" in members[f"{rd}/procfd.txt"]
     assert members[f"{rd}/lsof.txt"].startswith(b"COMMAND")
     assert b"users:((\"orders-api-go1." in members[f"{rd}/ss.txt"]
@@ -168,6 +169,13 @@ def test_collected_artifacts_parse(service, tmp_path: Path) -> None:
     listen = lsof[(lsof["state"] == "LISTEN")]
     assert app_port in set(listen["local_port"].dropna().astype(int))
     assert set(lsof["pid"].dropna().astype(int)) == {service.pid}
+    # procfd.txt names its process itself (ls's directory header): no context needed.
+    fds = load("procfd").parse((rd / "procfd.txt").read_bytes(), ParseContext())
+    assert not fds.warnings, fds.warnings
+    assert set(fds.tables["fds"]["pid"].astype(int)) == {service.pid}
+    sockets = fds.tables["fds"][fds.tables["fds"]["kind"] == "socket"]
+    assert set(sockets["inode"].dropna().astype(int)) >= set(
+        lsof.loc[lsof["state"] == "LISTEN", "inode"].dropna().astype(int))
     g = load("goroutines").parse((rd / "goroutines.txt").read_bytes(), ctx)
     assert len(g.tables["goroutines"]) >= 5
     # Healthy: exactly one pool, so exactly one connectionOpener goroutine.
@@ -250,3 +258,5 @@ def test_shell_collector_same_layout(service, tmp_path: Path, monkeypatch) -> No
         written = {p.split("/", 1)[1] for p in members if p.startswith(f"{top}/round-{n}/")}
         assert written == ok
     assert json.loads(members[f"{top}/round-2/dbstats.json"])["MaxOpenConnections"] == 7
+    assert members[f"{top}/round-2/procfd.txt"].startswith(f"/proc/{service.pid}/fd:\n".encode())
+    assert members[f"{top}/round-2/heap.pb.gz"][:2] == b"\x1f\x8b"

@@ -149,6 +149,14 @@ tool_artifact() {
 	return 1
 }
 
+# procfd_artifact REL: ls -l /proc/PID/fd under ls's own directory header (as printed when
+# listing several fd folders), so that the file itself says which process it lists.
+procfd_artifact() {
+	if tool_artifact "$1" ls -l "/proc/$PID/fd"; then
+		{ echo "/proc/$PID/fd:"; cat "$TOP/$1"; } >"$WORK/procfd" && mv "$WORK/procfd" "$TOP/$1"
+	fi
+}
+
 # copy_artifact REL SRC
 copy_artifact() {
 	t=$(now_iso)
@@ -207,7 +215,7 @@ capture_round() {
 	DONE=$N
 	echo "round $N/$ROUNDS" >&2
 	http_artifact "$d/goroutines.txt" "$BASE/goroutine?debug=2"
-	tool_artifact "$d/procfd.txt" ls -l "/proc/$PID/fd"
+	procfd_artifact "$d/procfd.txt"
 	tool_artifact "$d/ss.txt" ss -tanpei ||
 		tool_artifact "$d/netstat.txt" netstat -tanpe ||
 		{
