@@ -738,14 +738,17 @@ def load_profile(data: bytes, result: ParseResult | None = None) -> Profile:
 # --------------------------------------------------------------------------- tables
 
 def _labels_by_sample(prof: Profile) -> dict[int, str]:
-    """pprof labels of each sample as a JSON object (string labels, then numeric)."""
+    """pprof labels of each sample as Go prints them in debug=1 text (``# labels:
+    {"k":"v", "k2":"v2"}``, sorted), so both goroutine formats give the same string.
+    Numeric labels are written as numbers."""
     s = prof.samples
     out: dict[int, dict[str, object]] = {}
     for i, k, v, num in zip(s.label_sample.tolist(), s.label_key.tolist(),
                             s.label_str.tolist(), s.label_num.tolist(), strict=True):
         key = prof.strings(k)
         out.setdefault(i, {})[key] = prof.strings(v) if v else num
-    return {i: json.dumps(d, sort_keys=True) for i, d in out.items()}
+    return {i: json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(", ", ":"))
+            for i, d in out.items()}
 
 
 def _block_bytes(prof: Profile) -> pd.arrays.IntegerArray:

@@ -204,10 +204,10 @@ def _symbol(body: str) -> tuple[str, str, str, int] | None:
 
 
 def _records(lines: list[str], first_line: int, result: ParseResult,
-             ) -> tuple[list[_Record], dict[str, float]]:
+             ) -> tuple[list[_Record], dict[str, int | float]]:
     """Records and MemStats from the lines after the header."""
     records: list[_Record] = []
-    memstats: dict[str, float] = {}
+    memstats: dict[str, int | float] = {}
     in_memstats = False
     for i, raw in enumerate(lines):
         lineno = first_line + i
@@ -223,8 +223,10 @@ def _records(lines: list[str], first_line: int, result: ParseResult,
                 in_memstats = True
             elif in_memstats:
                 m = _MEMSTAT.match(line)
-                if m:
-                    memstats[m.group(1)] = float(m.group(2))
+                if m:  # ints stay ints: LastGC (ns since 1970) does not fit a float
+                    num = m.group(2)
+                    memstats[m.group(1)] = float(num) if any(c in num for c in ".eE") \
+                        else int(num)
             elif body.startswith("labels:"):
                 continue
             elif records:
@@ -331,8 +333,7 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
         },
         "sampling": header.variant,
     })
-    kept = {k: (int(v) if float(v).is_integer() else v)
-            for k, v in memstats.items() if k in MEMSTATS_KEPT}
+    kept = {k: v for k, v in memstats.items() if k in MEMSTATS_KEPT}
     if kept:
         result.meta["memstats"] = kept
     return result
