@@ -93,9 +93,29 @@ class Evidence:
     heap: pd.DataFrame
     heap_profiles: pd.DataFrame
     series: dict[str, dict[int, dict[str, float]]]
+    #: every heap stack with an app frame and the pool call it makes (alloc or inuse):
+    #: round, stack_id, pool_call, http_client, alloc_objects, inuse_objects, site_*.
+    #: Allocation history shows which app lines ever begin a Tx or query, even when the
+    #: sampling rate hides the leaked objects themselves.
+    heap_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: buckets of the goroutineleak profile (same columns as ``goroutines``).
+    leak_profile: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict[str, Any] = field(default_factory=dict)
     #: goroutine id -> stack_id per round, to follow "created by ... in goroutine P".
     live_ids: dict[int, dict[int, int]] = field(default_factory=dict)
+
+    def proven(self, sigs: tuple[str, ...]) -> int:
+        """Goroutines of these signatures the runtime proved leaked (latest round)."""
+        total = 0
+        for df in (self.goroutines, self.leak_profile):
+            if not len(df):
+                continue
+            hit = df[df["sig"].isin(sigs)]
+            if df is self.goroutines:
+                hit = hit[hit["leaked"].astype(bool)]
+            if len(hit):
+                total += int(hit[hit["round"] == hit["round"].max()]["count"].sum())
+        return total
 
     def sig_counts(self, sig: str | tuple[str, ...]) -> dict[int, int]:
         sigs = (sig,) if isinstance(sig, str) else sig
@@ -230,6 +250,41 @@ def bucket_heap(samples: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataF
     return pd.DataFrame(rows, columns=cols)
 
 
+def heap_call_sites(samples: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataFrame:
+    cols = ["round", "stack_id", "pool_call", "http_client", "alloc_objects", "inuse_objects",
+            "site_function", "site_file", "site_line"]
+    if not len(samples):
+        return pd.DataFrame(columns=cols)
+    per_stack = samples.groupby(["round", "stack_id"], sort=False)[
+        ["alloc_objects", "inuse_objects"]].sum().reset_index()
+    rows = []
+    for rec in per_stack.itertuples(index=False):
+        info = stacks.get(int(rec.stack_id))
+        site = info.app_frame() if info else None
+        if site is None:
+            continue
+        rows.append({"round": int(rec.round), "stack_id": int(rec.stack_id),
+                     "pool_call": info.pool_call(),
+                     "http_client": calls_http_client(info.functions),
+                     "alloc_objects": int(rec.alloc_objects or 0),
+                     "inuse_objects": int(rec.inuse_objects or 0),
+                     "site_function": site.function, "site_file": site.file,
+                     "site_line": site.line})
+    return pd.DataFrame(rows, columns=cols)
+
+
+#: Entry points of net/http's client: an app frame calling one of these sends requests.
+HTTP_CLIENT_FUNCS = frozenset({
+    "net/http.Get", "net/http.Post", "net/http.Head", "net/http.PostForm",
+    "net/http.NewRequest", "net/http.NewRequestWithContext",
+})
+HTTP_CLIENT_METHODS = ("net/http.(*Client).",)
+
+
+def calls_http_client(functions: list[str]) -> bool:
+    return any(fn in HTTP_CLIENT_FUNCS or fn.startswith(HTTP_CLIENT_METHODS) for fn in functions)
+
+
 def build(tables: Tables, rounds: list[int], series: dict, manifest: dict) -> Evidence:
     stacks = stack_infos(tables["stacks"])
     gr = tables["goroutines"]
@@ -239,12 +294,19 @@ def build(tables: Tables, rounds: list[int], series: dict, manifest: dict) -> Ev
         for rnd, g in ids.groupby("round"):
             live[int(rnd)] = dict(zip(g["goroutine_id"].astype(int), g["stack_id"].astype(int),
                                       strict=False))
+    leaks = tables["goroutine_leaks"]
+    leak_profile = bucket_goroutines(
+        leaks.assign(goroutine_id=pd.NA, state=None, wait_minutes=pd.NA, leaked=True,
+                     parent_goroutine_id=pd.NA, created_by=None), stacks) if len(leaks) \
+        else bucket_goroutines(leaks, stacks)
     return Evidence(
         tables=tables, rounds=rounds, stacks=stacks,
         goroutines=bucket_goroutines(gr, stacks),
         heap=bucket_heap(tables["heap_samples"], stacks),
         heap_profiles=tables["heap_profiles"],
         series=series, manifest=manifest, live_ids=live,
+        heap_calls=heap_call_sites(tables["heap_samples"], stacks),
+        leak_profile=leak_profile,
     )
 
 

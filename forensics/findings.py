@@ -30,6 +30,11 @@ class SiteEvidence:
     stack_ids: list[int] = field(default_factory=list)
     inferred: bool = False
     note: str = ""
+    #: When a finding names candidates of several kinds (pool exhaustion's inferred causes:
+    #: a query may leak Rows, a BeginTx a Tx), the kind this site would be.
+    leak_kind: str = ""
+    #: The stacks behind the site (see CallSite.stacks).
+    stacks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

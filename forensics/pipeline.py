@@ -66,12 +66,16 @@ Progress = Callable[[str, int, int], None]
 PER_PROCESS_TABLES = frozenset({"fds", "limits"})
 
 
-def parse_artifact(art: Artifact) -> None:
-    """Run the artifact's parser, turning every failure into a status and a message."""
+def parse_artifact(art: Artifact, pid: int | None = None) -> None:
+    """Run the artifact's parser, turning every failure into a status and a message.
+
+    ``pid`` is the service's pid when a manifest already told it: a listing such as
+    ``ls -l /proc/PID/fd`` does not repeat it.
+    """
     if art.kind == "unknown":
         return
     mod = load(art.kind)
-    ctx = ParseContext(path=art.path)
+    ctx = ParseContext(path=art.path, pid=pid)
     try:
         art.result = mod.parse(art.member.data, ctx)
     except ParseError as exc:
@@ -163,10 +167,13 @@ def build_tables(source: str | Path, limits: Limits | None = None,
     # The manifest first: its facts do not depend on anything else.
     arts.sort(key=lambda a: (a.kind != "manifest", a.path))
     t0 = time.perf_counter()
+    pid = None
     for i, a in enumerate(arts):
         if progress:
             progress(a.path, i, len(arts))
-        parse_artifact(a)
+        parse_artifact(a, pid)
+        if a.kind == "manifest" and a.result is not None and pid is None:
+            pid = a.result.meta.get("pid")
     timings["parse"] = time.perf_counter() - t0
     manifest = assign_times_and_rounds(arts)
     arts.sort(key=lambda a: (a.round, a.path))

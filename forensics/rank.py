@@ -36,10 +36,10 @@ def rank(findings: list[Finding]) -> list[CallSite]:
             a = acc.setdefault(key, {"score": 0.0, "best": (-1.0, f.kind, s.role), "ev": {
                 "goroutines": 0, "heap_inuse_objects": 0, "heap_inuse_bytes": 0, "growth": 0.0,
                 "sockets": 0, "wait_minutes_max": None, "findings": []},
-                "inferred": True, "stacks": {}, "notes": []})
+                "direct": False, "stacks": {}, "notes": []})
             a["score"] += score
             if score > a["best"][0]:
-                a["best"] = (score, f.kind, s.role)
+                a["best"] = (score, s.leak_kind or f.kind, s.role)
             ev = a["ev"]
             ev["goroutines"] = max(ev["goroutines"], s.goroutines)
             ev["heap_inuse_objects"] = max(ev["heap_inuse_objects"], s.heap_inuse_objects)
@@ -52,7 +52,9 @@ def rank(findings: list[Finding]) -> list[CallSite]:
                 ev["findings"].append(f.kind)
             if s.note and s.note not in a["notes"]:
                 a["notes"].append(s.note)
-            a["inferred"] = a["inferred"] and s.inferred
+            # A site is a named cause only if some evidence names it directly as one;
+            # being a victim too does not make an inferred cause certain.
+            a["direct"] = a["direct"] or (s.role in ("cause", "holder") and not s.inferred)
             for st in s.stacks:
                 a["stacks"].setdefault((st["stack_id"], st["source"]), st)
     ordered = sorted(acc.items(), key=lambda kv: -kv[1]["score"])
@@ -61,7 +63,8 @@ def rank(findings: list[Finding]) -> list[CallSite]:
         a["ev"]["notes"] = a["notes"]
         out.append(CallSite(rank=i, function=function, file=file, line=line,
                             leak_kind=a["best"][1], score=round(a["score"], 2),
-                            role=a["best"][2], evidence=a["ev"], inferred=a["inferred"],
+                            role=a["best"][2], evidence=a["ev"],
+                            inferred=a["best"][2] == "cause" and not a["direct"],
                             stack_ids=sorted({k[0] for k in a["stacks"]}),
                             stacks=list(a["stacks"].values())))
     return out

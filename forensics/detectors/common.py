@@ -103,9 +103,16 @@ def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list
     if not len(b):
         return []
     rounds = ev.heap_rounds()
+    trends = {key: trend(g.groupby("round")["inuse_objects"].sum().to_dict(), rounds)
+              for key, g in b.groupby(["site_function", "site_file", "site_line"], dropna=False)}
+    # With several rounds, a site whose live objects stay flat while another's grow is the
+    # service's normal pool (one sql.Open at start-up), not the leak.
+    any_growth = len(rounds) >= 2 and any(t.delta > 0 for t in trends.values())
     out = []
     for key, g in b.groupby(["site_function", "site_file", "site_line"], dropna=False):
-        objs = trend(g.groupby("round")["inuse_objects"].sum().to_dict(), rounds)
+        objs = trends[key]
+        if any_growth and objs.delta <= 0:
+            continue
         space = g.groupby("round")["inuse_space"].sum().to_dict()
         last_round = max(rounds) if rounds else g["round"].max()
         if objs.last <= 0:
@@ -164,3 +171,43 @@ def pinned_pools(ev: Evidence) -> tuple[int, int]:
         return 0, 0
     pinned = st[(st["max_open"] > 0) & (st["in_use"] >= st["max_open"])]
     return int(pinned["round"].nunique()), int(st["round"].nunique())
+
+
+def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
+                   http_client: bool = False) -> list[SiteEvidence]:
+    """Candidate causes when nothing names the line directly: app sites that make the pool
+    call able to leak the object (``begin`` for a Tx), seen in any goroutine of any round or
+    in the heap's allocation history. Marked inferred; the report says so."""
+    if http_client:
+        from ..evidence import calls_http_client
+
+        g = ev.goroutines[ev.goroutines["stack_id"].map(
+            lambda s: int(s) in ev.stacks and calls_http_client(ev.stacks[int(s)].functions))]
+        h = ev.heap_calls[ev.heap_calls["http_client"].astype(bool)] if len(ev.heap_calls) \
+            else ev.heap_calls
+    else:
+        g = ev.goroutines[ev.goroutines["pool_call"].isin(calls)]
+        h = ev.heap_calls[ev.heap_calls["pool_call"].isin(calls)] if len(ev.heap_calls) \
+            else ev.heap_calls
+    sites = {(s.function, s.file, s.line): s for s in goroutine_sites(ev, g, "cause", note)}
+    for key, grp in h.groupby(["site_function", "site_file", "site_line"], dropna=False) \
+            if len(h) else []:
+        k = (str(key[0]), str(key[1]), int(key[2]) if pd.notna(key[2]) else None)
+        se = sites.get(k)
+        if se is None:
+            se = sites[k] = SiteEvidence(k[0], k[1], k[2], role="cause", note=note)
+        allocs = int(grp["alloc_objects"].sum())
+        se.note = (se.note + f"; {allocs} sampled allocations on this path in the heap "
+                   "profile's history").strip("; ")
+        se.stack_ids = sorted(set(se.stack_ids) | {int(x) for x in grp["stack_id"]})
+        if not any(st["source"] == "heap" for st in se.stacks):
+            top = grp.sort_values("alloc_objects", ascending=False).head(3)
+            se.stacks += [{"stack_id": int(r.stack_id), "source": "heap", "count": None,
+                           "state": None, "wait_minutes_min": None, "wait_minutes_max": None,
+                           "inuse_objects": int(r.inuse_objects), "inuse_bytes": None,
+                           "frames": _stack_frames(ev, int(r.stack_id))}
+                          for r in top.itertuples()]
+    out = list(sites.values())
+    for s in out:
+        s.inferred = True
+    return out

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..evidence import Evidence, bucket_goroutines
+from ..evidence import Evidence
 from ..findings import Check, Finding
 from ..signatures import RUNTIME_LEAK
 from .common import goroutine_sites
 
 
 def detect(ev: Evidence) -> list[Finding]:
-    leaks = ev.tables["goroutine_leaks"]
     marked = ev.goroutines[ev.goroutines["leaked"].astype(bool)]
-    buckets = marked
-    if len(leaks):
-        frame = leaks.assign(goroutine_id=pd.NA, state=None, wait_minutes=pd.NA,
-                             leaked=True, parent_goroutine_id=pd.NA, created_by=None)
-        buckets = pd.concat([buckets, bucket_goroutines(frame, ev.stacks)], ignore_index=True)
+    buckets = pd.concat([marked, ev.leak_profile], ignore_index=True) if len(ev.leak_profile) \
+        else marked
     if not len(buckets):
         return []
     latest = buckets[buckets["round"] == buckets["round"].max()]

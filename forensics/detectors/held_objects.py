@@ -20,9 +20,9 @@ from .common import (
     absent_or_silent,
     capture_advice,
     confidence,
-    goroutine_sites,
     heap_sees_small_objects,
     heap_sites,
+    inferred_sites,
     pinned_pools,
 )
 
@@ -34,14 +34,22 @@ class Spec:
     holder_sigs: tuple[str, ...]
     heap_sites: tuple[str, ...]
     closes_with: str
+    #: database/sql starts a holder goroutine for every one of these objects, so with a
+    #: goroutine dump in hand, heap growth without holder growth is not this leak.
+    always_holder: bool = False
+    #: Driver goroutines (pq.watchCancel, pgx ctxwatch) exist per open Tx *or* Rows; the
+    #: ones no Tx accounts for are counted as Rows.
+    driver_share: bool = False
 
 
 SPECS = (
-    Spec(SQL_TX, "*sql.Tx", ("sql.tx.awaitDone",), ("sql.Tx",), "Commit or Rollback"),
-    Spec(SQL_ROWS, "*sql.Rows", ("sql.rows.awaitDone", "pq.watchCancel", "pgx.ctxwatch"),
-         ("sql.Rows", "pgx.Rows"), "rows.Close()"),
+    Spec(SQL_TX, "*sql.Tx", ("sql.tx.awaitDone",), ("sql.Tx",), "Commit or Rollback",
+         always_holder=True),
+    Spec(SQL_ROWS, "*sql.Rows", ("sql.rows.awaitDone",), ("sql.Rows", "pgx.Rows"),
+         "rows.Close()", driver_share=True),
     Spec(SQL_CONN, "*sql.Conn", (), ("sql.Conn",), "conn.Close()"),
 )
+DRIVER_SIGS = ("pq.watchCancel", "pgx.ctxwatch")
 
 #: A transaction or result set open for over a minute is almost never intended.
 STUCK_MINUTES = 1
@@ -57,10 +65,16 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     g_rounds = ev.rounds_with("goroutines")
     h_rounds = ev.heap_rounds()
     holders = ev.goroutines[ev.goroutines["sig"].isin(spec.holder_sigs)]
-    h_trend = trend(holders.groupby("round")["count"].sum().to_dict(), g_rounds)
+    per_round = holders.groupby("round")["count"].sum().to_dict()
     latest = holders[holders["round"] == max(g_rounds)] if g_rounds else holders
     stuck = int(latest[latest["wait_max"].fillna(0) >= STUCK_MINUTES]["count"].sum())
-    proven = int(latest[latest["leaked"]]["count"].sum()) + _leak_profile_count(ev, spec)
+    if spec.driver_share:
+        extra, extra_stuck, holders = _unattributed_driver_holders(ev, holders)
+        for r, n in extra.items():
+            per_round[r] = per_round.get(r, 0) + n
+        stuck += extra_stuck
+    h_trend = trend(per_round, g_rounds)
+    proven = ev.proven(spec.holder_sigs)
     heap = ev.heap[ev.heap["heap_site"].isin(spec.heap_sites)]
     o_trend = trend(heap.groupby("round")["inuse_objects"].sum().to_dict(), h_rounds)
 
@@ -70,8 +84,17 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     signals = [holders_growing, stuck >= MIN_STUCK, heap_growing, proven > 0]
     if not any(signals) and not many:
         return None
+    if spec.always_holder and g_rounds and not (holders_growing or stuck >= MIN_STUCK
+                                                or proven or many):
+        # The dump shows no accumulating holders: live objects on the heap are in flight
+        # (or were, at the last GC), not leaked.
+        return None
     pinned, stat_rounds = pinned_pools(ev)
     strength = sum(signals) + (1 if pinned and pinned == stat_rounds else 0)
+    # Holders rising in every step over three or more rounds: a leak, not a busy moment.
+    steady = h_trend.rounds >= 3 and all(b > a for a, b in zip(h_trend.values,
+                                                              h_trend.values[1:], strict=False))
+    strength += 1 if steady else 0
     severity = "high" if strength >= 2 else "medium" if strength == 1 else "low"
 
     checks = _checks(ev, spec, h_trend, stuck, proven, o_trend, pinned, stat_rounds)
@@ -110,20 +133,27 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
         sites=sites, checks=checks, advice=advice)
 
 
-def _leak_profile_count(ev: Evidence, spec: Spec) -> int:
-    leaks = ev.tables["goroutine_leaks"]
-    if not len(leaks) or not spec.holder_sigs:
-        return 0
-    from ..signatures import GOROUTINE_SIGNATURES
+def _unattributed_driver_holders(ev: Evidence, rows_holders):
+    """Driver goroutines per round beyond what open Tx and Rows goroutines account for."""
+    drivers = ev.goroutines[ev.goroutines["sig"].isin(DRIVER_SIGS)]
+    if not len(drivers):
+        return {}, 0, rows_holders
+    tx = ev.goroutines[ev.goroutines["sig"] == "sql.tx.awaitDone"]
+    d = drivers.groupby("round")["count"].sum()
+    known = tx.groupby("round")["count"].sum().add(
+        rows_holders.groupby("round")["count"].sum(), fill_value=0)
+    extra = {int(r): int(max(0, n - known.get(r, 0))) for r, n in d.items()}
+    last = max(extra) if extra else None
+    stuck = 0
+    if last is not None and extra[last]:
+        ds = drivers[(drivers["round"] == last) & (drivers["wait_max"].fillna(0) >= STUCK_MINUTES)]
+        ts = tx[(tx["round"] == last) & (tx["wait_max"].fillna(0) >= STUCK_MINUTES)]
+        stuck = max(0, int(ds["count"].sum()) - int(ts["count"].sum()))
+    if any(extra.values()):
+        import pandas as pd
 
-    prefixes = tuple(f for s in GOROUTINE_SIGNATURES if s.id in spec.holder_sigs for f in s.frames)
-    total = 0
-    latest = leaks[leaks["round"] == leaks["round"].max()]
-    for sid, count in zip(latest["stack_id"], latest["count"], strict=False):
-        info = ev.stacks.get(int(sid)) if sid is not None else None
-        if info and any(fn.startswith(prefixes) for fn in info.functions):
-            total += int(count or 1)
-    return total
+        rows_holders = pd.concat([rows_holders, drivers], ignore_index=True)
+    return extra, stuck, rows_holders
 
 
 def _checks(ev, spec, h_trend, stuck, proven, o_trend, pinned, stat_rounds) -> list[Check]:
@@ -185,9 +215,4 @@ def _parent_sites(ev: Evidence, holders, spec: Spec) -> list[SiteEvidence]:
 
 def _inferred_sites(ev: Evidence, spec: Spec) -> list[SiteEvidence]:
     calls = CALLS_FOR_KIND.get(spec.leak_kind, ())
-    g = ev.goroutines[ev.goroutines["pool_call"].isin(calls)]
-    sites = goroutine_sites(ev, g, role="cause",
-                            note=f"makes the pool call that opens {spec.label}")
-    for s in sites:
-        s.inferred = True
-    return sites
+    return inferred_sites(ev, note=f"makes the pool call that opens {spec.label}", calls=calls)

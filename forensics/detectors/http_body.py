@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..evidence import Evidence, trend
 from ..findings import Check, Finding
 from ..signatures import HTTP_BODY
-from .common import capture_advice, confidence, goroutine_sites, heap_sites
+from .common import capture_advice, confidence, heap_sites, inferred_sites
 
 MIN_STUCK = 5
 
@@ -45,12 +45,8 @@ def detect(ev: Evidence) -> list[Finding]:
     sites = heap_sites(ev, heap)
     inferred = not sites
     if inferred:
-        callers = ev.goroutines[ev.goroutines["stack_id"].map(
-            lambda s: _calls_http_client(ev, s))]
-        sites = goroutine_sites(ev, callers, role="cause",
-                                note="makes HTTP client calls (candidate for the unclosed body)")
-        for s in sites:
-            s.inferred = True
+        sites = inferred_sites(ev, note="makes HTTP client calls (candidate for the unclosed "
+                                        "body)", http_client=True)
     severity = "high" if (t.growing() and (long or (up is not None and up.growing()))) \
         else "medium"
     summary = (f"{int(t.last)} HTTP client connections are stuck behind response bodies that "
@@ -63,13 +59,6 @@ def detect(ev: Evidence) -> list[Finding]:
                               "sockets": {"upstream_by_round": list(up.values) if up else []}},
                     sites=sites, checks=checks,
                     advice=capture_advice(ev, "sends the request") if inferred else "")]
-
-
-def _calls_http_client(ev: Evidence, sid) -> bool:
-    info = ev.stacks.get(int(sid))
-    return info is not None and any(fn.startswith(("net/http.(*Client).", "net/http.Get",
-                                                   "net/http.Post", "net/http.Head"))
-                                    for fn in info.functions)
 
 
 def _upstream_trend(ev: Evidence):

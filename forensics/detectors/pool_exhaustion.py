@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from ..evidence import Evidence, trend
 from ..findings import Check, Finding
-from ..signatures import VICTIM_KINDS
+from ..signatures import SQL_CONN, SQL_ROWS, SQL_STMT, SQL_TX, VICTIM_KINDS
 from .common import (
     capture_advice,
     confidence,
     dbstats_trend,
     goroutine_sites,
+    inferred_sites,
     pinned_pools,
 )
 
 HOLDING_CALLS = ("query", "begin", "conn", "prepare")
+CALLS_KIND = {"query": SQL_ROWS, "begin": SQL_TX, "conn": SQL_CONN, "prepare": SQL_STMT}
 LONG_WAIT_MINUTES = 1
 #: So many callers queued at one instant is a sick service, whatever the cause.
 MANY_WAITERS = 100
@@ -98,12 +100,11 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
                                             "wait_count_by_round": list(wait_trend.values)}},
                       sites=victims_sites, checks=checks)
     if severity != "info" and is_sql:
-        g = ev.goroutines[ev.goroutines["pool_call"].isin(HOLDING_CALLS)]
-        causes = goroutine_sites(ev, g, role="cause",
-                                 note="makes a pool call that can hold a connection "
-                                      "(query, transaction, dedicated conn)")
-        for c in causes:
-            c.inferred = True
-        finding.sites += causes
+        for call in HOLDING_CALLS:
+            causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
+                                             "connection until closed", calls=(call,))
+            for c in causes:
+                c.leak_kind = CALLS_KIND[call]
+            finding.sites += causes
         finding.advice = capture_advice(ev, "holds the connections")
     return finding

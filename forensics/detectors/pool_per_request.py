@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..evidence import Evidence, trend
 from ..findings import Check, Finding
 from ..signatures import SQL_POOL_PER_REQUEST
-from .common import capture_advice, confidence, heap_sites
+from .common import capture_advice, confidence, heap_sites, inferred_sites
 
 #: More live pools than this in one process is unusual even for sharded services.
 MANY_POOLS = 8
@@ -46,6 +46,11 @@ def detect(ev: Evidence) -> list[Finding]:
                             + (f" vs MaxOpenConnections {max_open}" if max_open else "")))
     else:
         checks.append(Check("sockets", "absent", "no socket listing in the bundle"))
+    proven = ev.proven(("sql.db.connectionOpener", "pgxpool.healthcheck"))
+    if proven:
+        checks.append(Check("goroutineleak", "supports",
+                            f"the runtime proved {proven} pool goroutines leaked (their *sql.DB "
+                            "is unreachable and was never closed)"))
     sites = heap_sites(ev, heap)
     severity = "high" if growing and (many or over_limit) else "medium"
     summary = (f"{int(p_trend.last)} database pools are alive (one connectionOpener goroutine "
@@ -61,8 +66,8 @@ def detect(ev: Evidence) -> list[Finding]:
                   "heap": {"inuse_objects_by_round": list(o_trend.values)},
                   "sockets": {"db_established_by_round": list(s_trend.values),
                               "max_open": max_open}},
-        sites=sites, checks=checks,
-        advice="" if sites else capture_advice(ev, "calls sql.Open"))]
+        sites=sites or inferred_sites(ev, note="calls sql.Open", calls=("open",)),
+        checks=checks, advice="" if sites else capture_advice(ev, "calls sql.Open"))]
 
 
 def _max_open(ev: Evidence) -> int | None:

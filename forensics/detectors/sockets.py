@@ -42,12 +42,21 @@ def _close_wait(ev: Evidence) -> list[Finding]:
         checks = [Check("sockets", "supports",
                         f"CLOSE_WAIT to {peer} ({role}): {t.describe()}; seen by "
                         f"{', '.join(tools) or 'one tool'}")]
+        if role == "inbound":
+            # Clients that gave up on a stuck handler: a symptom of whatever blocks the
+            # handlers (usually a pool wait), not a leak of its own.
+            severity = "medium" if severity == "high" else severity
+            summary = (f"{int(t.last)} inbound connections on {peer} are in CLOSE_WAIT: "
+                       "clients gave up and closed, but the handlers serving them are still "
+                       "blocked and never closed their side.")
+        else:
+            summary = (f"{int(t.last)} sockets to {peer} ({role}) are in CLOSE_WAIT: the peer "
+                       "closed them and the service never did, so their owner (a connection, "
+                       "response body or client) is never closed.")
         out.append(Finding(
             kind=CLOSE_WAIT, severity=severity,
-            confidence=0.5 + (0.2 if growing else 0) + (0.1 if len(tools) > 1 else 0),
-            summary=(f"{int(t.last)} sockets to {peer} ({role}) are in CLOSE_WAIT: the peer "
-                     "closed them and the service never did, so their owner (a connection, "
-                     "response body or client) is never closed."),
+            confidence=round(0.5 + (0.2 if growing else 0) + (0.1 if len(tools) > 1 else 0), 2),
+            summary=summary,
             evidence={"sockets": {"peer": peer, "role": role, "by_round": list(t.values),
                                   "tools": tools}},
             checks=checks))

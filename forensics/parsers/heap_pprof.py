@@ -210,27 +210,38 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Decode ``buf`` as a run of varints: (values, last byte) per varint.
+    """Decode ``buf`` as a run of varints: (values, index of the last byte) per varint.
 
-    Works per byte position within a varint (at most 10), so memory stays a few arrays
-    of one entry per varint, not per byte."""
+    Horner's rule from each varint's last (most significant) byte backwards, one step
+    per byte position, on the shrinking set of varints that are that long: only arrays
+    with one entry per varint are allocated (big temporaries are slow to fault in).
+    """
     is_last = buf < 0x80
     last = np.flatnonzero(is_last)
     if len(buf) and (len(last) == 0 or last[-1] != len(buf) - 1):
         return None
-    first = np.empty_like(last)
-    first[:1] = 0
-    first[1:] = last[:-1] + 1
-    size = last - first + 1
-    if len(size) and int(size.max()) > 10:
-        return None
-    values = (buf[first] & 0x7F).astype(np.uint64)
-    more = np.flatnonzero(size > 1)
-    k = 1
-    while len(more):
-        values[more] |= (buf[first[more] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-        k += 1
-        more = more[size[more] > k]
+    values = (buf[last] & 0x7F).astype(np.uint64)
+    longer = np.flatnonzero(last[1:] - last[:-1] > 1) + 1
+    if len(last) and last[0] > 0:
+        longer = np.concatenate(([0], longer))
+    seven = np.uint64(7)
+    for k in range(1, 11):
+        if not len(longer):
+            return values, last
+        if k == 10:
+            return None  # longer than a varint may be
+        at = last[longer]
+        at -= k
+        acc = values[longer]
+        acc <<= seven
+        acc |= buf[at] & 0x7F
+        values[longer] = acc
+        prev = at
+        prev -= 1
+        # Still longer if the byte before is a continuation byte of the same varint.
+        keep = prev >= 0
+        keep[keep] = ~is_last[prev[keep]]
+        longer = longer[keep]
     return values, last
 
 
@@ -254,30 +265,30 @@ def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
     nv = len(vals)
     s_end = np.cumsum(lens)
     nonempty = lens > 0
-    # Every sample must end on a varint boundary.
-    if np.any(buf[s_end[nonempty] - 1] >= 0x80):
-        return None
+    # Varint index ranges of the samples; every sample must end where a varint ends.
+    v_end = np.zeros(n, np.int64)
+    if nv:
+        v_end[nonempty] = np.searchsorted(vlast, s_end[nonempty] - 1)
+        if np.any(vlast[np.minimum(v_end[nonempty], nv - 1)] != s_end[nonempty] - 1):
+            return None
+        v_end[nonempty] += 1
+    np.maximum.accumulate(v_end, out=v_end)
+    v_start = np.concatenate(([0], v_end[:-1]))
 
-    # Varints ended at or before each byte: turns a byte position into a varint index.
-    ended = np.cumsum(buf < 0x80, dtype=np.int64 if len(buf) >= 2**31 else np.int32)
-    # Sample of each varint: samples are contiguous runs of whole varints.
-    ends_at = np.zeros(n + 1, np.int64)
-    ends_at[1:] = ended[s_end - 1] if len(buf) else 0
-    ends_at[1:][~nonempty] = 0
-    np.maximum.accumulate(ends_at, out=ends_at)
-    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends_at))
+    def owner(k: np.ndarray) -> np.ndarray:
+        return np.searchsorted(v_end, k, side="right")
 
-    cur = ends_at[:-1][nonempty]
+    cur = v_start[nonempty]
     tags: list[np.ndarray] = []
     while len(cur):
         if len(tags) >= 256:  # a sample with hundreds of fields: let protobuf do it
             return None
         tags.append(cur)
-        wire = (vals[cur] & 7).astype(np.int64)
-        if np.any((wire != _LEN) & (wire != _VARINT)) or np.any(cur + 1 >= nv):
+        wire = vals[cur] & np.uint64(7)
+        if np.any((wire != _LEN) & (wire != _VARINT)) or cur[-1] + 1 >= nv:
             return None
-        mine = owner[cur]
-        if np.any(owner[cur + 1] != mine):  # a tag without its value
+        mine = owner(cur)
+        if np.any(cur + 1 >= v_end[mine]):  # a tag without its value
             return None
         nxt = cur + 2
         is_len = wire == _LEN
@@ -285,46 +296,50 @@ def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
             size = vals[cur[is_len] + 1]
             if np.any(size > np.uint64(len(buf))):
                 return None
-            end_byte = vlast[cur[is_len] + 1] + 1 + size.astype(np.int64)
-            sample_end = s_end[mine[is_len]]
-            if np.any(end_byte > sample_end):
+            end_byte = vlast[cur[is_len] + 1] + size.astype(np.int64)  # last payload byte
+            if np.any(end_byte >= s_end[mine[is_len]]):
+                if np.any(end_byte > s_end[mine[is_len]] - 1):
+                    return None
+            # The payload must end where a varint ends (a field is whole varints).
+            at = np.searchsorted(vlast, end_byte)
+            if np.any(vlast[np.minimum(at, nv - 1)] != end_byte):
                 return None
-            # The payload must end where a varint ends (a field ends on a whole varint).
-            if np.any(buf[end_byte - 1] >= 0x80):
-                return None
-            nxt[is_len] = ended[end_byte - 1]
-        alive = nxt < nv
-        alive[alive] = owner[nxt[alive]] == mine[alive]
-        cur = nxt[alive]
+            nxt[is_len] = at + 1
+        cur = nxt[nxt < v_end[mine]]
     top = np.sort(np.concatenate(tags)) if tags else np.zeros(0, np.int64)
-    return _collect_fields(top, vals, owner[top], n, n_types)
+    return _collect_fields(top, vals, owner(top), n, n_types)
 
 
 def _collect_fields(top: np.ndarray, vals: np.ndarray, owner: np.ndarray, n: int,
                     n_types: int) -> Samples | None:
     """Turn the top-level field tags of all samples into :class:`Samples`."""
     nv = len(vals)
-    number = (vals[top] >> 3).astype(np.int64)
-    wire = (vals[top] & 7).astype(np.int64)
+    number = (vals[top] >> np.uint64(3)).astype(np.int64)
+    is_len = (vals[top] & np.uint64(7)) == _LEN
     # Field payload as a varint index range: a packed run, or the single varint value.
     nxt = np.append(top[1:], nv)
-    p_start = np.where(wire == _LEN, top + 2, top + 1)
-    p_stop = np.where(wire == _LEN, nxt, top + 2)
+    p_start = np.where(is_len, top + 2, top + 1)
+    p_stop = np.where(is_len, nxt, top + 2)
 
     def gather(num: int) -> tuple[np.ndarray, np.ndarray]:
+        """Values of every field ``num`` in order, and how many each sample has."""
         sel = number == num
-        idx, grp = _ranges(p_start[sel], p_stop[sel])
-        return vals[idx], owner[sel][grp]
+        starts, stops = p_start[sel], p_stop[sel]
+        mark = np.zeros(nv + 1, np.int8)
+        np.add.at(mark, starts, 1)
+        np.add.at(mark, stops, -1)
+        inside = np.cumsum(mark[:-1], dtype=np.int8).view(bool)
+        per_sample = np.bincount(owner[sel], weights=stops - starts, minlength=n)
+        return vals[inside], per_sample.astype(np.int64)
 
-    loc, loc_owner = gather(1)
-    value, value_owner = gather(2)
-    counts = np.bincount(value_owner, minlength=n)
-    if n and np.any(counts != n_types):
+    loc, loc_count = gather(1)
+    value, value_count = gather(2)
+    if n and np.any(value_count != n_types):
         return None
     offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(loc_owner, minlength=n), out=offsets[1:])
+    np.cumsum(loc_count, out=offsets[1:])
     out = Samples(loc, offsets, value.view(np.int64).reshape(n, n_types))
-    sel = (number == 3) & (wire == _LEN)
+    sel = (number == 3) & is_len
     if np.any(sel):
         if not _collect_labels(out, p_start[sel], p_stop[sel], owner[sel], vals):
             return None
