@@ -159,6 +159,13 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _below(p: Path, root: Path) -> bool:
+    try:
+        return p.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
 def _looks_like_archive_file(path: Path) -> bool:
     if is_archive_name(path.name):
         return True
@@ -225,6 +232,8 @@ def discover(spec: str, exclude: list[Path] | None = None) -> list[Source]:
         found = []
         for m in sorted(glob.glob(os.path.expanduser(spec), recursive=True)):
             p = Path(m)
+            if any(_same(p, x) or _below(p, x) for x in exclude):
+                continue  # the output folder, when the glob reaches into it
             if p.is_dir():
                 found.extend(_scan_dir(p, exclude))
             elif p.is_file() and _looks_like_archive_file(p):
@@ -822,7 +831,7 @@ def write_index(out: Path, state: State) -> Path:
     entries = [e for e in state.bundles.values() if e.get("status") != "failed"]
     failed = sorted((e for e in state.bundles.values() if e.get("status") == "failed"),
                     key=lambda e: str(e.get("key")))
-    rows = ranked(entries) + failed
+    rows = [dict(e) for e in ranked(entries) + failed]
     for e in rows:  # only links that stay inside DIR/reports
         e["reports"] = {f: h for f, h in (e.get("reports") or {}).items()
                         if f in FORMATS and h == f"{REPORTS_DIR}/{e.get('key')}.{f}"}
