@@ -231,9 +231,13 @@ def collect(
         _err("forensics collect: --pid is required (or use --print-script)")
         raise typer.Exit(2)
     seconds = _duration(interval)
-    path = collector.run(pid=pid, pprof_url=pprof_url, out=out, dbstats_url=dbstats_url,
-                         rounds=rounds, interval=seconds, db_addresses=db or None,
-                         progress=lambda msg: _err(msg))
+    try:
+        path = collector.run(pid=pid, pprof_url=pprof_url, out=out, dbstats_url=dbstats_url,
+                             rounds=rounds, interval=seconds, db_addresses=db or None,
+                             progress=lambda msg: _err(msg))
+    except collector.CollectError as exc:
+        _err(f"forensics collect: {exc}")
+        raise typer.Exit(2) from exc
     typer.echo(str(path))
 
 

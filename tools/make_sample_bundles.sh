@@ -111,7 +111,7 @@ bundle rows-go1.27       1.27  rows       8       4096   orders=4,transfer,users
 bundle tx-go1.19         1.19  tx         100     0      transfer=6,orders,users,rates      16   py
 bundle tx-go1.27         1.27  tx         100     4096   transfer=6,orders,users,rates      16   py
 bundle openperreq-go1.27 1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py
-bundle body-go1.19       1.19  body       10      0      rates=4,orders,transfer,users      10   sh
+bundle body-go1.19       1.19  body       10      4096      rates=4,orders,transfer,users      10   sh
 bundle healthy-go1.27    1.27  healthy    10      4096   orders,transfer,users,rates        14   py
 
 echo "done: $(du -sh "$OUT" | cut -f1) in $OUT" >&2
