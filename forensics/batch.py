@@ -574,48 +574,65 @@ def _pool_context() -> mp.context.BaseContext:
     return mp.get_context("spawn")
 
 
-def run_local(tasks: list[Task], workers: int, on_result: OnResult) -> None:
+def run_local(tasks: list[Task], workers: int, on_result: OnResult,
+              fn: Callable[[Task], dict[str, Any]] | None = None) -> None:
     """A process pool, one fresh process per bundle, at most ``workers + 1`` in flight.
 
     When a process dies (killed for memory), the pool breaks and every task in flight
-    fails with it: those get a strike and run again on a new pool; a task with two
-    strikes is recorded as failed (it is the likely culprit).
+    fails with it. Those become suspects and run again at the end, one at a time, so a
+    second death names the culprit exactly: it alone is recorded as failed. ``fn``
+    (default :func:`process_bundle`) must be importable by name in the worker processes.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
+
+    fn = fn or process_bundle
+    pending = list(reversed(tasks))
+    suspects: list[Task] = []
+    while pending or suspects:
+        alone = not pending
+        queue = suspects if alone else pending
+        n = 1 if alone else workers
+        with ProcessPoolExecutor(max_workers=n, mp_context=_pool_context(),
+                                 max_tasks_per_child=1) as pool:
+            lost = _drain(pool, fn, queue, n + (0 if alone else 1), on_result)
+        if alone:
+            for t in lost:
+                on_result(_summary(t, reason="the worker process died while analyzing this "
+                                             "bundle (killed, probably out of memory)"))
+        else:
+            suspects.extend(lost)
+
+
+def _drain(pool: Any, fn: Callable[[Task], dict[str, Any]], pending: list[Task], window: int,
+           on_result: OnResult) -> list[Task]:
+    """Run ``pending`` through ``pool``; returns the tasks lost when the pool broke."""
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    pending = list(reversed(tasks))
-    strikes: dict[str, int] = {}
-    while pending:
-        broken = False
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                 max_tasks_per_child=1) as pool:
-            inflight: dict[Any, Task] = {}
-            while (pending or inflight) and not broken:
-                while pending and len(inflight) < workers + 1:
-                    t = pending.pop()
-                    inflight[pool.submit(process_bundle, t)] = t
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    t = inflight.pop(fut)
-                    try:
-                        on_result(fut.result())
-                    except BrokenProcessPool:
-                        broken = True
-                        _strike(t, strikes, pending, on_result)
-            if broken:
-                for fut, t in inflight.items():
-                    fut.cancel()
-                    _strike(t, strikes, pending, on_result)
-
-
-def _strike(t: Task, strikes: dict[str, int], pending: list[Task], on_result: OnResult) -> None:
-    strikes[t.source] = strikes.get(t.source, 0) + 1
-    if strikes[t.source] >= 2:
-        on_result(_summary(t, reason="the worker process died while analyzing this bundle "
-                                     "(killed, probably out of memory)"))
-    else:
-        pending.append(t)
+    inflight: dict[Any, Task] = {}
+    lost: list[Task] = []
+    while pending or inflight:
+        while pending and len(inflight) < window:
+            t = pending.pop()
+            try:
+                inflight[pool.submit(fn, t)] = t
+            except BrokenProcessPool:
+                pending.append(t)
+                return [*inflight.values(), *lost]
+        done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+        for fut in done:
+            t = inflight.pop(fut)
+            try:
+                on_result(fut.result())
+            except BrokenProcessPool:
+                lost.append(t)
+            except Exception as exc:  # e.g. a result that cannot be unpickled
+                on_result(_summary(t, reason=f"worker error ({type(exc).__name__}: {exc})"))
+        if lost:
+            for fut in inflight:
+                fut.cancel()
+            return [*lost, *inflight.values()]
+    return lost
 
 
 def run_dask(tasks: list[Task], scheduler: str, on_result: OnResult) -> None:

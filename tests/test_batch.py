@@ -321,3 +321,23 @@ def test_dask_local_cluster(tmp_path, corpus):
 
     g = read_table(tmp_path / "out" / "dataset", "goroutines")
     assert g.assign(n=g["count"].fillna(1)).groupby("bundle")["n"].sum()["pool"] == 3252
+
+
+def die_on_poison(task):
+    """Worker stand-in: a 'poison' bundle kills its process, as the OOM killer would."""
+    if "poison" in task.source:
+        os._exit(137)
+    return {"source": task.source, "key": task.key, "status": "ok", "reason": ""}
+
+
+def test_a_dying_worker_costs_only_its_own_bundle():
+    from forensics.batch import Task, run_local
+
+    keys = ["a", "b", "poison", "c", "d", "e"]
+    got: list[dict] = []
+    run_local([Task(f"/x/{k}.tgz", k, "/nonexistent") for k in keys], 2, got.append,
+              fn=die_on_poison)
+    res = {r["key"]: r for r in got}
+    assert sorted(res) == sorted(keys) and len(got) == len(keys)
+    assert res["poison"]["status"] == "failed" and "died" in res["poison"]["reason"]
+    assert all(res[k]["status"] == "ok" for k in keys if k != "poison")
