@@ -66,7 +66,7 @@ SCENARIOS = {
     "openperreq-1.27": Scenario("1.27", "openperreq", "users=4,orders,transfer,rates", 12, 10),
     "rows-1.19": Scenario("1.19", "rows", "orders=4,transfer,users,rates", 10, 4),
     "body-1.27": Scenario("1.27", "body", "rates=4,orders,transfer,users", 10, 10,
-                          memprofilerate=0, collector="sh"),
+                          collector="sh"),
     "healthy-1.19": Scenario("1.19", "healthy", "orders,transfer,users,rates", 14, 10),
 }
 
@@ -211,8 +211,12 @@ def test_tx_leak_awaitdone_goroutines_grow(captures, name: str) -> None:
     # Each leaked Tx pins a pool connection: InUse grows with them, far below MaxOpen.
     stats = [c.dbstats(r) for r in (1, 2, 3)]
     assert [s["max_open"] for s in stats] == [100] * 3
-    assert _increasing([s["in_use"] for s in stats]) and stats[-1]["in_use"] >= waiting[-1]
-    assert c.sockets(3, "ESTABLISHED", c.db_port) >= waiting[-1]
+    # The dump and db.Stats are taken a moment apart while load runs: a transaction may
+    # begin or commit in between, so allow a small difference.
+    slack = 3
+    assert _increasing([s["in_use"] for s in stats])
+    assert stats[-1]["in_use"] >= waiting[-1] - slack, (stats[-1], waiting)
+    assert c.sockets(3, "ESTABLISHED", c.db_port) >= waiting[-1] - slack
     # PostgreSQL agrees: the leaked transactions are still open on the server.
     assert c.pg_states.get("idle in transaction", 0) >= waiting[-1]
     # The leak profile exists only from Go 1.26 on.
@@ -286,7 +290,8 @@ def _analyze(path: Path) -> dict[str, Any]:
     return report.document(pipeline.analyze(path))
 
 
-@pytest.mark.parametrize("name", ["tx-1.27", "openperreq-1.27", "rows-1.19"])
+@pytest.mark.parametrize("name", ["tx-1.19", "tx-1.27", "openperreq-1.27", "rows-1.19",
+                                  "body-1.27"])
 def test_analyzer_ranks_planted_function_first(captures, name: str) -> None:
     doc = _analyze(captures(name).path)
     assert doc["findings"], "no finding"
@@ -297,6 +302,7 @@ def test_analyzer_ranks_planted_function_first(captures, name: str) -> None:
 
 def test_analyzer_finds_nothing_in_healthy_service(captures) -> None:
     doc = _analyze(captures("healthy-1.19").path)
-    serious = [f for f in doc["findings"] if f["severity"] in ("medium", "high", "critical")]
+    serious = [f for f in doc["findings"] if f["severity"] != "info"]
     assert serious == [], [f["summary"] for f in serious]
+    assert not doc["verdict"]["leak"]
     assert doc["call_sites"] == []
