@@ -211,3 +211,32 @@ def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
     for s in out:
         s.inferred = True
     return out
+
+
+def pool_checks(ev: Evidence) -> list[Check]:
+    """db.Stats and the kernel on a pool: connections in use and sockets to the database.
+
+    Either rising between rounds supports a leak of connection-holding objects; flat ones
+    say nothing either way (a pinned pool is flat too), so they are "silent".
+    """
+    checks = []
+    rounds, in_use = dbstats_trend(ev, "in_use")
+    pinned, stat_rounds = pinned_pools(ev)
+    if rounds:
+        t = trend(dict(zip(rounds, in_use, strict=False)))
+        detail = f"InUse {t.describe()}"
+        if pinned:
+            detail += f"; at MaxOpenConnections in {pinned} of {stat_rounds} rounds"
+        checks.append(Check("dbstats", "supports" if t.growing() or pinned else "silent",
+                            detail))
+    else:
+        checks.append(Check("dbstats", "absent", "no db.Stats in the bundle"))
+    db = {r: v.get("db_established") for r, v in ev.series.get("db_check", {}).items()
+          if v.get("db_established") is not None}
+    if db:
+        t = trend(db)
+        checks.append(Check("sockets", "supports" if t.growing() else "silent",
+                            f"ESTABLISHED to the database {t.describe()}"))
+    else:
+        checks.append(Check("sockets", "absent", "no socket listing in the bundle"))
+    return checks

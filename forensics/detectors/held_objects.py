@@ -24,6 +24,7 @@ from .common import (
     heap_sites,
     inferred_sites,
     pinned_pools,
+    pool_checks,
 )
 
 
@@ -101,6 +102,7 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     growing = holders_growing or heap_growing
     conf = confidence(checks, max(len(g_rounds), len(h_rounds)), growing)
     sites = heap_sites(ev, heap)
+    _share_holders(sites, int(h_trend.last))
     sites += _parent_sites(ev, holders, spec)
     inferred = not sites
     if inferred:
@@ -180,16 +182,21 @@ def _checks(ev, spec, h_trend, stuck, proven, o_trend, pinned, stat_rounds) -> l
     else:
         checks.append(absent_or_silent(ev, "heap", "heap_samples",
                                        f"no live {spec.label} sampled"))
-    if stat_rounds:
-        verdict = "supports" if pinned else "silent"
-        checks.append(Check("dbstats", verdict,
-                            f"pool at MaxOpenConnections in {pinned} of {stat_rounds} rounds"))
-    else:
-        checks.append(Check("dbstats", "absent", "no db.Stats in the bundle"))
+    checks += pool_checks(ev)
     if proven:
         checks.append(Check("goroutineleak", "supports",
                             f"runtime proved {proven} holder goroutines leaked"))
     return checks
+
+
+def _share_holders(sites: list[SiteEvidence], holders: int) -> None:
+    """Holder goroutines carry no app frame; the heap sites that allocated the objects do.
+    Credit the holders to those sites in proportion to their live objects."""
+    total = sum(s.heap_inuse_objects for s in sites)
+    if not holders or not total:
+        return
+    for s in sites:
+        s.goroutines = round(holders * s.heap_inuse_objects / total)
 
 
 def _parent_sites(ev: Evidence, holders, spec: Spec) -> list[SiteEvidence]:
