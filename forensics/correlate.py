@@ -111,7 +111,9 @@ def build_connections(tables: Tables, manifest: dict[str, Any]) -> pd.DataFrame:
     # Tools that know the inode and tools that know only the tuple must meet: map tuples of
     # inode-keyed rows onto their inode key.
     tuple_to_inode = dict(zip(tuple_key[use_inode], s.loc[use_inode, "key"], strict=False))
-    s["key"] = s["key"].where(use_inode, tuple_key.map(tuple_to_inode).fillna(s["key"]))
+    if tuple_to_inode:
+        s["key"] = [k if inode else tuple_to_inode.get(t, k) for k, t, inode
+                    in zip(s["key"], tuple_key, use_inode, strict=False)]
     s = s.sort_values(["round", "key", "order"])
     tools = s.groupby(["round", "key"], sort=False)["tool"].agg(
         lambda t: ",".join(sorted(set(map(str, t)))))
