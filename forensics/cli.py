@@ -123,7 +123,9 @@ def _print_inventory(analysis) -> None:
         t.add_column(col, overflow="fold")
     for a in analysis.artifacts:
         when = a.captured_at.strftime("%Y-%m-%d %H:%M:%S") if a.captured_at else ""
-        t.add_row(str(a.round), a.kind, a.path, when, a.time_source, a.status, a.message)
+        fmt = a.result.meta.get("format") if a.result else None
+        kind = f"{a.kind} ({fmt})" if fmt and fmt != a.kind else a.kind
+        t.add_row(str(a.round), kind, a.path, when, a.time_source, a.status, a.message)
     con.print(t)
     for w in analysis.bundle.warnings:
         con.print(f"[yellow]warning[/yellow] {w.path}: {w.message}", markup=True,

@@ -41,6 +41,7 @@ def artifact_rows(analysis) -> list[dict[str, Any]]:
     return [{
         "path": a.path,
         "kind": a.kind,
+        "format": (a.result.meta.get("format") if a.result else None),
         "round": a.round,
         "captured_at": _iso(a.captured_at),
         "time_source": a.time_source,
