@@ -176,7 +176,7 @@ HEAP_SITES: tuple[HeapSite, ...] = (
              "pgx.Rows", "github.com/jackc/pgx"),
     HeapSite("sql.driverConn", SQL_POOL_EXHAUSTED, ("database/sql.(*DB).conn",
                                                     "database/sql.(*DB).openNewConnection"),
-             "*sql.driverConn", "database/sql"),
+             "*sql.driverConn / pool wait request", "database/sql"),
     HeapSite("http.Request", HTTP_BODY, ("net/http.NewRequestWithContext",),
              "*http.Request", "net/http"),
     HeapSite("http.persistConn", HTTP_BODY, ("net/http.(*Transport).dialConn",),
