@@ -20,6 +20,7 @@ from conftest import corpus_files
 from forensics.parsers import heap_pprof as hp
 from forensics.parsers import profile_proto as pb
 from forensics.parsers.base import ParseContext, ParseError, ParseResult
+from forensics.schema import COMMON, columns, conform
 from forensics.stacks import Frame
 
 CTX = ParseContext(path="heap.pb.gz")
@@ -447,3 +448,46 @@ def test_big_profile_is_fast_and_exact() -> None:
     assert hs["inuse_space"].sum() == sum((16, 64, 512, 4096)) * 25_000
     # Generous bound for a shared CI machine; the fast path takes ~1 s here.
     assert took < 20, f"parse took {took:.1f}s of CPU"
+
+
+def test_tables_need_no_conversion_by_the_pipeline(corpus: Path) -> None:
+    """Parser-own columns in contract order and dtypes: conform() has nothing to change."""
+    for name in ("pyroscope-pkg-pprof-testdata-heap_delta.pb.gz",
+                 "goprofilernotes-goroutine-1.net.http.pprof.goroutine.debug0.pb.gz"):
+        res = hp.parse(_read(corpus, name), CTX)
+        for table, df in res.tables.items():
+            own = [c for c, _ in columns(table) if c not in {n for n, _ in COMMON}]
+            assert list(df.columns) == own
+            full = conform(df, table)
+            for col in own:
+                pd.testing.assert_series_equal(full[col], df[col])
+
+
+def test_goroutine_signatures_match_the_goroutines_parser(corpus: Path) -> None:
+    from forensics.parsers.goroutines import signature_id
+
+    name = "goprofilernotes-goroutine-2.pprof.lookup.goroutine.debug0.pb.gz"
+    g = hp.parse(_read(corpus, name), CTX).tables["goroutines"]
+    assert g["signature_id"].tolist() == [signature_id(None, int(s), None)
+                                          for s in g["stack_id"]]
+
+
+def test_empty_packed_field_and_sample_without_locations() -> None:
+    b = _small()
+    data = b.bytes()
+    # A sample with an explicit empty location list (0x0a 0x00) and one without any.
+    values = b"".join(_varint(v) for v in (1, 8, 1, 8))
+    empty_locs = b"\x0a\x00" + b"\x12" + _varint(len(values)) + values
+    no_locs = b"\x12" + _varint(len(values)) + values
+    extra = b"".join(b"\x12" + _varint(len(m)) + m for m in (empty_locs, no_locs))
+    res = hp.parse(data + extra, CTX)
+    hs = res.tables["heap_samples"]
+    assert len(hs) == 5
+    assert hs["inuse_space"].tolist()[-2:] == [8, 8]
+    assert hs["stack_id"].iloc[-1] == hs["stack_id"].iloc[-2] == hp.folded_stack_hash([])
+    raw = pb.RawProfile.FromString(data + extra)
+    fast = hp._decode_samples(raw.sample, 4)
+    slow = hp._decode_samples_slow(raw.sample, 4, ParseResult())
+    assert fast is not None
+    np.testing.assert_array_equal(fast.offsets, slow.offsets)
+    np.testing.assert_array_equal(fast.loc_ids, slow.loc_ids)

@@ -8,9 +8,13 @@ Why it looks the way it does:
   Python object per sample (or per frame) would take many seconds, so samples are decoded
   with numpy from their wire bytes (see :func:`_decode_samples`), frames are worked out
   once per *location*, and the ``stacks`` table is gathered from per-location frame
-  blocks with index arithmetic. The only per-stack Python work left is the stable
-  ``stack_id`` hash, which must equal :func:`forensics.stacks.stack_hash` so that heap and
-  goroutine stacks (and other rounds) share ids.
+  blocks with index arithmetic. Identical location sequences are grouped with a
+  vectorized hash that is then verified element by element (never merged wrongly).
+- ``stack_id`` here is a fold of per-frame blake2b digests (:func:`fold_digests`), not
+  :func:`forensics.stacks.stack_hash`: that one hashes each stack's whole text, a
+  gigabyte of hashing for half a million distinct heap stacks. Both are stable content
+  hashes of the same frame text; heap_text uses this one too, so a heap stack keeps its
+  id across rounds, bundles and the two heap formats.
 - Samples are decoded from the packed wire bytes only when they use the layout every
   known writer uses; anything unusual falls back to the plain protobuf message, which is
   slower but validates everything.
@@ -37,7 +41,7 @@ import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 
 from .. import gosym
-from ..schema import conform
+from ..schema import COMMON, arrow_schema
 from ..stacks import Frame
 from . import profile_proto as pb
 from .base import ParseContext, ParseError, ParseResult
@@ -216,14 +220,15 @@ def _varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     per byte position, on the shrinking set of varints that are that long: only arrays
     with one entry per varint are allocated (big temporaries are slow to fault in).
     """
-    is_last = buf < 0x80
-    last = np.flatnonzero(is_last)
+    # ends[i + 1] tells whether byte i ends a varint; ends[0] stands for "before the data".
+    ends = np.empty(len(buf) + 1, bool)
+    ends[0] = True
+    np.less(buf, 0x80, out=ends[1:])
+    last = np.flatnonzero(ends[1:])
     if len(buf) and (len(last) == 0 or last[-1] != len(buf) - 1):
         return None
     values = (buf[last] & 0x7F).astype(np.uint64)
-    longer = np.flatnonzero(last[1:] - last[:-1] > 1) + 1
-    if len(last) and last[0] > 0:
-        longer = np.concatenate(([0], longer))
+    longer = np.flatnonzero(~ends[last])  # the byte before is a continuation byte
     seven = np.uint64(7)
     for k in range(1, 11):
         if not len(longer):
@@ -236,12 +241,7 @@ def _varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         acc <<= seven
         acc |= buf[at] & 0x7F
         values[longer] = acc
-        prev = at
-        prev -= 1
-        # Still longer if the byte before is a continuation byte of the same varint.
-        keep = prev >= 0
-        keep[keep] = ~is_last[prev[keep]]
-        longer = longer[keep]
+        longer = longer[~ends[at]]  # at - 1 (shifted by one in ends) continues it
     return values, last
 
 
@@ -262,83 +262,80 @@ def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
     if dec is None:
         return None
     vals, vlast = dec
-    nv = len(vals)
     s_end = np.cumsum(lens)
-    nonempty = lens > 0
-    # Varint index ranges of the samples; every sample must end where a varint ends.
+    nonempty = np.flatnonzero(lens > 0)
+    # ended[b]: varints ended at or before byte b, so a varint ending at b has index
+    # ended[b] - 1. Every sample and every field payload must end where a varint ends.
+    ended = np.cumsum(buf < 0x80, dtype=np.int32 if len(buf) < 2**31 else np.int64)
+    if np.any(buf[s_end[nonempty] - 1] >= 0x80):
+        return None
     v_end = np.zeros(n, np.int64)
-    if nv:
-        v_end[nonempty] = np.searchsorted(vlast, s_end[nonempty] - 1)
-        if np.any(vlast[np.minimum(v_end[nonempty], nv - 1)] != s_end[nonempty] - 1):
-            return None
-        v_end[nonempty] += 1
+    v_end[nonempty] = ended[s_end[nonempty] - 1]
     np.maximum.accumulate(v_end, out=v_end)
     v_start = np.concatenate(([0], v_end[:-1]))
 
-    def owner(k: np.ndarray) -> np.ndarray:
-        return np.searchsorted(v_end, k, side="right")
-
-    cur = v_start[nonempty]
+    cur, mine = v_start[nonempty], nonempty
     tags: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
     while len(cur):
         if len(tags) >= 256:  # a sample with hundreds of fields: let protobuf do it
             return None
         tags.append(cur)
+        owners.append(mine)
         wire = vals[cur] & np.uint64(7)
-        if np.any((wire != _LEN) & (wire != _VARINT)) or cur[-1] + 1 >= nv:
-            return None
-        mine = owner(cur)
-        if np.any(cur + 1 >= v_end[mine]):  # a tag without its value
-            return None
+        if np.any((wire != _LEN) & (wire != _VARINT)) or np.any(cur + 1 >= v_end[mine]):
+            return None  # an unknown wire type, or a tag without its value
         nxt = cur + 2
-        is_len = wire == _LEN
-        if np.any(is_len):
+        is_len = np.flatnonzero(wire == _LEN)
+        if len(is_len):
             size = vals[cur[is_len] + 1]
             if np.any(size > np.uint64(len(buf))):
                 return None
-            end_byte = vlast[cur[is_len] + 1] + size.astype(np.int64)  # last payload byte
-            if np.any(end_byte >= s_end[mine[is_len]]):
-                if np.any(end_byte > s_end[mine[is_len]] - 1):
-                    return None
-            # The payload must end where a varint ends (a field is whole varints).
-            at = np.searchsorted(vlast, end_byte)
-            if np.any(vlast[np.minimum(at, nv - 1)] != end_byte):
+            last_byte = vlast[cur[is_len] + 1] + size.astype(np.int64)
+            if np.any(last_byte >= s_end[mine[is_len]]):
                 return None
-            nxt[is_len] = at + 1
-        cur = nxt[nxt < v_end[mine]]
-    top = np.sort(np.concatenate(tags)) if tags else np.zeros(0, np.int64)
-    return _collect_fields(top, vals, owner(top), n, n_types)
+            if np.any(buf[last_byte] >= 0x80):
+                return None
+            nxt[is_len] = ended[last_byte]
+        alive = nxt < v_end[mine]
+        cur, mine = nxt[alive], mine[alive]
+    if not tags:
+        return _collect_fields(np.zeros(0, np.int64), np.zeros(0, np.int64), vals, n, n_types)
+    top = np.concatenate(tags)
+    order = np.argsort(top, kind="stable")
+    return _collect_fields(top[order], np.concatenate(owners)[order], vals, n, n_types)
 
 
-def _collect_fields(top: np.ndarray, vals: np.ndarray, owner: np.ndarray, n: int,
+def _collect_fields(top: np.ndarray, owner: np.ndarray, vals: np.ndarray, n: int,
                     n_types: int) -> Samples | None:
     """Turn the top-level field tags of all samples into :class:`Samples`."""
     nv = len(vals)
     number = (vals[top] >> np.uint64(3)).astype(np.int64)
     is_len = (vals[top] & np.uint64(7)) == _LEN
     # Field payload as a varint index range: a packed run, or the single varint value.
+    # Starts are never tags and stops always are, so no two marks below land together.
     nxt = np.append(top[1:], nv)
     p_start = np.where(is_len, top + 2, top + 1)
     p_stop = np.where(is_len, nxt, top + 2)
+    mark = np.zeros(nv + 1, np.int8)
+    for num in (1, 2):
+        sel = (number == num) & (p_stop > p_start)  # an empty packed field marks nothing
+        mark[p_start[sel]] = num
+        mark[p_stop[sel]] = -num
+    kind = np.cumsum(mark[:-1], dtype=np.int8)
 
-    def gather(num: int) -> tuple[np.ndarray, np.ndarray]:
-        """Values of every field ``num`` in order, and how many each sample has."""
+    def counts(num: int) -> np.ndarray:
         sel = number == num
-        starts, stops = p_start[sel], p_stop[sel]
-        mark = np.zeros(nv + 1, np.int8)
-        np.add.at(mark, starts, 1)
-        np.add.at(mark, stops, -1)
-        inside = np.cumsum(mark[:-1], dtype=np.int8).view(bool)
-        per_sample = np.bincount(owner[sel], weights=stops - starts, minlength=n)
-        return vals[inside], per_sample.astype(np.int64)
+        per = np.bincount(owner[sel], weights=p_stop[sel] - p_start[sel], minlength=n)
+        return per.astype(np.int64)
 
-    loc, loc_count = gather(1)
-    value, value_count = gather(2)
+    value_count = counts(2)
     if n and np.any(value_count != n_types):
         return None
     offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(loc_count, out=offsets[1:])
-    out = Samples(loc, offsets, value.view(np.int64).reshape(n, n_types))
+    np.cumsum(counts(1), out=offsets[1:])
+    value = vals[kind == 2].view(np.int64).reshape(n, n_types)
+    out = Samples(vals[kind == 1], offsets, value)
     sel = (number == 3) & is_len
     if np.any(sel):
         if not _collect_labels(out, p_start[sel], p_stop[sel], owner[sel], vals):
@@ -664,7 +661,7 @@ def _stacks_frame(sid: np.ndarray, depth: np.ndarray, frame: np.ndarray,
         "frame_class": _strings([c for c, _ in classes], codes),
         "module": _strings([m for _, m in classes], codes),
     })
-    return conform(df, "stacks")
+    return own_frame(df, "stacks")
 
 
 def _strings(values: list[str], codes: pa.Array) -> pd.arrays.ArrowStringArray:
@@ -752,6 +749,48 @@ def load_profile(data: bytes, result: ParseResult | None = None) -> Profile:
 
 # --------------------------------------------------------------------------- tables
 
+_COMMON = {name for name, _ in COMMON}
+
+
+def own_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The table's parser-own columns, in contract order and with the contract's pandas
+    dtypes, so that the pipeline's :func:`forensics.schema.conform` has nothing left to
+    convert. Missing columns become typed nulls built in bulk (conform builds them from
+    Python lists, which costs seconds at a million rows); common columns are the
+    pipeline's to add."""
+    n = len(df)
+    out: dict[str, pd.api.extensions.ExtensionArray | pd.Series] = {}
+    for fld in arrow_schema(table):
+        if fld.name in _COMMON:
+            continue
+        dtype = _dtype(fld.type)
+        if fld.name not in df.columns:
+            out[fld.name] = _nulls(dtype, n)
+            continue
+        col = df[fld.name]
+        out[fld.name] = col if str(col.dtype) == dtype else col.astype(dtype)
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+def _dtype(typ: pa.DataType) -> str:
+    if pa.types.is_integer(typ):
+        return "Int32" if typ == pa.int32() else "Int64"
+    if pa.types.is_boolean(typ):
+        return "boolean"
+    return "string"
+
+
+def _nulls(dtype: str, n: int) -> pd.api.extensions.ExtensionArray:
+    mask = np.ones(n, bool)
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(np.zeros(n, np.int64), mask)
+    if dtype == "Int32":
+        return pd.arrays.IntegerArray(np.zeros(n, np.int32), mask)
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(np.zeros(n, bool), mask)
+    return pd.array(pa.nulls(n, pa.string()), dtype="string")
+
+
 def _labels_by_sample(prof: Profile) -> dict[int, str]:
     """pprof labels of each sample as Go prints them in debug=1 text (``# labels:
     {"k":"v", "k2":"v2"}``, sorted), so both goroutine formats give the same string.
@@ -815,24 +854,32 @@ def heap_tables(prof: Profile, fmt: str = "pprof") -> dict[str, pd.DataFrame]:
         "total_inuse_objects": total("inuse_objects"),
     }])
     return {
-        "heap_samples": conform(samples, "heap_samples"),
+        "heap_samples": own_frame(samples, "heap_samples"),
         "stacks": prof.stacks,
-        "heap_profiles": conform(summary, "heap_profiles"),
+        "heap_profiles": own_frame(summary, "heap_profiles"),
     }
 
 
 def goroutine_tables(prof: Profile) -> dict[str, pd.DataFrame]:
+    """One row per (stack, labels) record with its goroutine count. A debug=0 profile has
+    no ids, states or creators; ``signature_id`` uses the goroutines parser's scheme
+    (state and creator unknown, as for its debug=1 records), so both formats bucket alike.
+    """
+    from .goroutines import signature_id  # the goroutines table's one bucketing scheme
+
     labels = _labels_by_sample(prof)
     n = len(prof.samples)
+    sig = {s: signature_id(None, s, None) for s in set(prof.stack_ids.tolist())}
     df = pd.DataFrame({
         "count": prof.samples.values[:, 0],
         "stack_id": prof.stack_ids,
+        "signature_id": [sig[s] for s in prof.stack_ids.tolist()],
         "labels": pd.array([labels.get(i) for i in range(n)], dtype="string"),
     })
     if prof.kind == "goroutineleak":
-        return {"goroutine_leaks": conform(df, "goroutine_leaks"), "stacks": prof.stacks}
+        return {"goroutine_leaks": own_frame(df, "goroutine_leaks"), "stacks": prof.stacks}
     df["format"] = "pprof"
-    return {"goroutines": conform(df, "goroutines"), "stacks": prof.stacks}
+    return {"goroutines": own_frame(df, "goroutines"), "stacks": prof.stacks}
 
 
 def parse(data: bytes, ctx: ParseContext) -> ParseResult:
