@@ -75,9 +75,8 @@ def sniff(head: bytes, name: str) -> float:
     if _legacy_cpu(head):
         return 0.4  # claimed only to be refused with a clear reason
     fields, complete = _walk_fields(head)
-    if fields >= 3 or (fields >= 1 and complete):
-        return 0.95 if fields >= 2 else 0.6
-    return 0.0
+    # Even the smallest profile has sample types and strings: two fields at least.
+    return 0.95 if fields >= 3 or (fields >= 2 and complete) else 0.0
 
 
 def _legacy_cpu(data: bytes) -> bool:
@@ -464,17 +463,17 @@ class LocationBuilder:
         self.ids.append(loc_id)
         self.start.append(len(self.func))
         self.count.append(len(frames))
+        name_ix, digests = self._name_ix, self._digests
         last = len(frames) - 1
         for k, (pair, line_no) in enumerate(frames):
-            ix = self._name_ix.get(pair)
+            ix = name_ix.get(pair)
             if ix is None:
-                ix = self._name_ix[pair] = len(self.names)
+                ix = name_ix[pair] = len(self.names)
                 self.names.append(pair)
-            line_no = max(int(line_no), 0)
-            dig = self._digests.get((ix, line_no))
+            line_no = line_no if line_no > 0 else 0
+            dig = digests.get((ix, line_no))
             if dig is None:
-                dig = frame_digest(pair[0], pair[1], line_no or None)
-                self._digests[(ix, line_no)] = dig
+                dig = digests[(ix, line_no)] = frame_digest(pair[0], pair[1], line_no or None)
             self.func.append(ix)
             self.line.append(line_no)
             self.inlined.append(k < last)
