@@ -302,3 +302,20 @@ def test_hostile_input_stays_linear() -> None:
                  f"#\t0x0\t{body}:x")
     res = ht.parse(text, CTX)
     assert len(res.tables["heap_samples"]) == 1
+
+
+def test_numbers_out_of_range_are_warnings() -> None:
+    text = _text(
+        "heap profile: 2: 64 [2: 64] @ heap_v2/1",
+        "9999999999999999999: 32 [1: 32] @ 0x10",
+        "1" * 5000 + ": 32 [1: 32] @ 0x10",
+        "1: 32 [1: 32] @ 0x20",
+        "#\t0x1f\tmain.main+0x1e\t/src/main.go:\u00b2",  # a superscript two is no line number
+    )
+    res = ht.parse(text, CTX)
+    assert len(res.tables["heap_samples"]) == 1
+    assert [w.line for w in res.warnings] == [2, 3]
+    stacks = res.tables["stacks"]
+    assert stacks["function"].tolist() == ["main.main"]
+    assert stacks["file"].tolist() == ["/src/main.go:\u00b2"]
+    assert stacks["line"].isna().all()

@@ -50,18 +50,24 @@ KIND = "heap_text"
 TABLES = ("heap_samples", "stacks", "heap_profiles")
 DESCRIPTION = "legacy text heap profile (heap?debug=1), with its runtime.MemStats trailer"
 
+# Numbers are bounded to what fits an int64 (19 digits), and ASCII digits only.
+_N = r"(\d{1,19})"
+_SN = r"(-?\d{1,19})"
 _HEADER = re.compile(
-    r"^[ \t]*heap profile:[ \t]*(\d+):[ \t]*(\d+)[ \t]*\[[ \t]*(\d+):[ \t]*(\d+)[ \t]*\]"
-    r"[ \t]*@[ \t]*([A-Za-z_0-9]*)(?:/(\d+))?",
-    re.M,
+    rf"^[ \t]*heap profile:[ \t]*{_N}:[ \t]*{_N}[ \t]*\[[ \t]*{_N}:[ \t]*{_N}[ \t]*\]"
+    rf"[ \t]*@[ \t]*([A-Za-z_0-9]*)(?:/{_N})?",
+    re.M | re.ASCII,
 )
 _RECORD = re.compile(
-    r"[ \t]*(-?\d+):[ \t]*(-?\d+)[ \t]*\[[ \t]*(-?\d+):[ \t]*(-?\d+)[ \t]*\][ \t]*@(.*)"
+    rf"[ \t]*{_SN}:[ \t]*{_SN}[ \t]*\[[ \t]*{_SN}:[ \t]*{_SN}[ \t]*\][ \t]*@(.*)", re.ASCII
 )
+_INT64 = 2**63 - 1
 _OTHER_PROFILE = re.compile(r"^[ \t]*(\w+) profile: total \d+", re.M)
 _NEXT_SECTION = re.compile(r"[ \t]*(?:\w+ profile: total \d+|goroutine \d+ \[|--- \w)")
 _SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-fA-F]+(?=\s)")
-_MEMSTAT = re.compile(r"#[ \t]*(\w+)[ \t]*=[ \t]*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)[ \t]*$")
+_MEMSTAT = re.compile(
+    r"#[ \t]*(\w+)[ \t]*=[ \t]*(-?\d{1,30}(?:\.\d{1,30})?(?:[eE][-+]?\d{1,4})?)[ \t]*$", re.ASCII
+)
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
 
 #: Lines longer than this are skipped with a warning (bounded work per line).
@@ -198,7 +204,7 @@ def _symbol(body: str) -> tuple[str, str, str, int] | None:
     else:
         func, where = rest[:m.start()], rest[m.end():]
     file, sep, line = where.strip().rpartition(":")
-    if not sep or not line.isdigit():
+    if not sep or not (line.isascii() and line.isdigit() and len(line) <= 18):
         file, line = where.strip(), "0"
     return pc, func.strip() or pc, file, int(line)
 
@@ -243,6 +249,9 @@ def _records(lines: list[str], first_line: int, result: ParseResult,
             if len(good) != len(addrs):
                 result.warn("record with a malformed address list", line=lineno)
             vals = tuple(int(g) for g in m.group(1, 2, 3, 4))
+            if any(abs(v) > _INT64 for v in vals):
+                result.warn("record with a count beyond int64 skipped", line=lineno)
+                continue
             records.append(_Record(vals, good, lineno))
             continue
         if _NEXT_SECTION.match(line):
