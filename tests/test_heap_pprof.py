@@ -60,7 +60,8 @@ REJECTED = {
     "googlepprof-report-sample.cpu.pb.gz":
         "CPU profile (samples/count, cpu/nanoseconds): not used for leak analysis",
     "goprofilernotes-block-net-block.pb.gz":
-        "block profile (contentions/count, delay/nanoseconds): not used for leak analysis",
+        "block/mutex contention profile (contentions/count, delay/nanoseconds): "
+        "not used for leak analysis",
     "pyroscope-malformed-no_addr_no_line.cpu.pb.gz":
         "CPU profile (cpu/nanoseconds): not used for leak analysis",
     "pyroscope-og-convert-invalid_utf8.cpu.pb.gz":

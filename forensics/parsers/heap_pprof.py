@@ -699,7 +699,7 @@ class Profile:
 
 
 def profile_kind(sample_types: Sequence[tuple[str, str]], period_type: tuple[str, str]) -> str:
-    """heap, goroutine, goroutineleak, threadcreate, cpu, block, mutex or unknown."""
+    """heap, goroutine, goroutineleak, threadcreate, cpu, block (or mutex) or unknown."""
     names = {t for t, _ in sample_types}
     if names & set(HEAP_TYPES) or names == {"objects", "space"}:
         return "heap"
@@ -712,13 +712,21 @@ def profile_kind(sample_types: Sequence[tuple[str, str]], period_type: tuple[str
     if "cpu" in names or "samples" in names or period_type[0] == "cpu":
         return "cpu"
     if names & {"contentions", "delay"}:
-        return "mutex" if period_type[0] == "contentions" and "mutex" in period_type[1] \
-            else "block"
+        return "block"  # block and mutex profiles share their sample types
     return "unknown"
 
 
-def load_profile(data: bytes, result: ParseResult | None = None) -> Profile:
-    """Decode any profile.proto (gzipped or raw) into arrays and a ``stacks`` frame."""
+#: Profile kinds the leak analysis reads; parse() refuses the others before decoding.
+USED_KINDS = frozenset({"heap", "goroutine", "goroutineleak"})
+_KIND_LABEL = {"cpu": "CPU", "block": "block/mutex contention", "unknown": "unrecognised"}
+
+
+def load_profile(data: bytes, result: ParseResult | None = None,
+                 accept: frozenset[str] | None = None) -> Profile:
+    """Decode any profile.proto (gzipped or raw) into arrays and a ``stacks`` frame.
+
+    With ``accept``, a profile of another kind is refused (ParseError) before its
+    samples are decoded."""
     result = result if result is not None else ParseResult()
     if not data:
         raise ParseError("empty file")
@@ -730,6 +738,11 @@ def load_profile(data: bytes, result: ParseResult | None = None) -> Profile:
     text = _Strings(prof.string_table)
     types = [(text(t.type), text(t.unit)) for t in prof.sample_type]
     period_type = (text(prof.period_type.type), text(prof.period_type.unit))
+    kind = profile_kind(types, period_type)
+    if accept is not None and kind not in accept:
+        label = _KIND_LABEL.get(kind, kind)
+        described = ", ".join(f"{t}/{u}" for t, u in types) or "no sample types"
+        raise ParseError(f"{label} profile ({described}): not used for leak analysis")
     n_types = len(types)
     samples = _decode_samples(prof.sample, n_types) if n_types else None
     if samples is None:
@@ -737,7 +750,7 @@ def load_profile(data: bytes, result: ParseResult | None = None) -> Profile:
     sid, stacks = build_stacks(samples, _locations(prof, text, result), result)
     dst = prof.default_sample_type
     return Profile(
-        kind=profile_kind(types, period_type), sample_types=types, period_type=period_type,
+        kind=kind, sample_types=types, period_type=period_type,
         period=prof.period, time_nanos=prof.time_nanos or None,
         duration_nanos=prof.duration_nanos or None,
         default_sample_type=text(dst) if dst else "",
@@ -883,11 +896,7 @@ def goroutine_tables(prof: Profile) -> dict[str, pd.DataFrame]:
 
 def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     result = ParseResult()
-    prof = load_profile(data, result)
-    if prof.kind not in ("heap", "goroutine", "goroutineleak"):
-        label = {"cpu": "CPU", "unknown": "unrecognised"}.get(prof.kind, prof.kind)
-        raise ParseError(f"{label} profile ({prof.describe_types() or 'no sample types'}): "
-                         "not used for leak analysis")
+    prof = load_profile(data, result, accept=USED_KINDS)
     if prof.kind == "heap":
         result.tables = heap_tables(prof)
     else:
