@@ -142,10 +142,13 @@ def _unvendored(package: str) -> str | None:
 def library_module(package: str) -> str | None:
     """The module a third-party package belongs to, or None if it is not third-party."""
     pkg = package[len("vendor/") :] if package.startswith("vendor/") else package
-    for prefix in KNOWN_LIBRARIES:
-        if pkg.startswith(prefix) or pkg + "/" == prefix:
-            return _module_of(pkg)
-    return None
+    return _module_of(pkg) if _KNOWN_RE.match(pkg + "/") else None
+
+
+# One regex for the whole list: a module prefix matches only at a path boundary, so
+# "github.com/lib/pq" does not claim "github.com/lib/pqx".
+_KNOWN_RE = re.compile("|".join(
+    re.escape(p) if p.endswith("/") else re.escape(p) + "/" for p in KNOWN_LIBRARIES))
 
 
 def _module_of(package: str) -> str:
