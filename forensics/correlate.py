@@ -136,17 +136,22 @@ def _label_peers(conns: pd.DataFrame, manifest: dict[str, Any], pid: int | None)
         mine = pd.Series(True, index=conns.index)
     listen_ports = set(conns.loc[listen & mine, "local_port"].dropna().astype(int))
     role, peer = [], []
-    for lip, lport, rip, rport, st in zip(conns["local_ip"], conns["local_port"],
-                                          conns["remote_ip"], conns["remote_port"],
-                                          conns["state"], strict=False):
-        rport_i = int(rport) if pd.notna(rport) else None
+
+    def plain(col: str) -> list:
+        # Python values with None for missing: pd.NA refuses to be compared or hashed.
+        return [None if pd.isna(v) else v for v in conns[col].astype(object)]
+
+    for lip, lport, rip, rport, st in zip(plain("local_ip"), plain("local_port"),
+                                          plain("remote_ip"), plain("remote_port"),
+                                          plain("state"), strict=False):
+        rport_i = int(rport) if rport is not None else None
         if st == "LISTEN":
             role.append("listen")
             peer.append(f"{lip}:{lport}")
         elif rport_i is not None and ((rip, rport_i) in exact or rport_i in db_ports):
             role.append("database")
             peer.append(f"{rip}:{rport_i}")
-        elif pd.notna(lport) and int(lport) in listen_ports:
+        elif lport is not None and int(lport) in listen_ports:
             role.append("inbound")
             peer.append(f"{lip}:{lport}")
         elif not exact and rport_i in DB_PORTS:
