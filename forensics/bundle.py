@@ -24,6 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 MiB = 1024 * 1024
+#: Warnings listed one by one; beyond that they are counted in one last warning.
+MAX_WARNINGS = 500
+
+
+def _size(n: int) -> str:
+    """Whole MiB when that is exact or large, else bytes: "0 MiB" helps nobody."""
+    return f"{n // MiB} MiB" if n >= 10 * MiB or n % MiB == 0 else f"{n:,} bytes"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,10 @@ class Limits:
     max_members: int = 20000
     max_depth: int = 3
     seconds: float = 300.0
+    #: Recognised artifacts parsed per bundle (see inventory.cap_artifacts).
+    max_artifacts: int = 1000
+    #: Time one parser may spend on one artifact (see pipeline.parse_artifact).
+    parser_seconds: float = 120.0
 
 
 @dataclass
@@ -106,10 +117,14 @@ class _Reader:
         self.deadline = time.monotonic() + limits.seconds
         self.stopped: str | None = None
         self.seen: set[str] = set()
+        self.copies: dict[str, int] = {}
+        self.suppressed = 0
 
     def warn(self, path: str, message: str) -> None:
-        if len(self.bundle.warnings) < 500:
+        if len(self.bundle.warnings) < MAX_WARNINGS:
             self.bundle.warnings.append(BundleWarning(path, message))
+        else:
+            self.suppressed += 1
 
     def out_of_budget(self) -> bool:
         if self.stopped:
@@ -129,17 +144,33 @@ class _Reader:
     def room(self) -> int:
         return min(self.limits.max_member_bytes, self.limits.max_total_bytes - self.total)
 
+    def too_big(self, size: int) -> str:
+        """Why a member of ``size`` bytes is skipped: the member or the total size limit."""
+        if self.room() < self.limits.max_member_bytes:
+            return (f"skipped: {_size(size)} would pass the total size limit "
+                    f"({_size(self.limits.max_total_bytes)}, {_size(max(self.room(), 0))} left)")
+        return (f"skipped: {_size(size)} exceeds the member size limit "
+                f"({_size(self.limits.max_member_bytes)})")
+
     def add(self, path: str, data: bytes, mtime: float | None, depth: int) -> None:
         """Add one file's bytes: inflate gzip, open nested archives, or keep as a member."""
         data, encoding = self._maybe_gunzip(path, data)
         if data is None:
             return
-        if depth < self.limits.max_depth and _looks_like_archive(data):
-            self._open_nested(path, data, depth + 1)
+        if _looks_like_archive(data):
+            if depth < self.limits.max_depth:
+                self._open_nested(path, data, depth + 1)
+            else:
+                self.warn(path, f"skipped: archive nested more than {self.limits.max_depth} "
+                                "levels deep (nesting limit)")
             return
         if path in self.seen:
-            self.warn(path, "duplicate member name: later copy kept as " + path + "#2")
-            path = path + "#2"
+            n = self.copies.get(path, 1) + 1
+            while f"{path}#{n}" in self.seen:  # a member really named "x#2"
+                n += 1
+            self.copies[path] = n
+            self.warn(path, f"duplicate member name: later copy kept as {path}#{n}")
+            path = f"{path}#{n}"
         self.seen.add(path)
         self.total += len(data)
         self.bundle.members.append(Member(path, data, mtime, encoding))
@@ -214,6 +245,10 @@ def read_tar(tf: tarfile.TarFile, r: _Reader, prefix: str = "", depth: int = 0) 
                    f"archive truncated or damaged after {len(r.bundle.members)} members: {exc}")
             return
         if m is None:
+            problem = _tar_end_problem(tf)
+            if problem:
+                r.warn(prefix.rstrip("/") or r.bundle.source,
+                       f"{problem} ({len(r.bundle.members)} members read)")
             return
         shown = prefix + m.name
         if m.isdir():
@@ -230,8 +265,7 @@ def read_tar(tf: tarfile.TarFile, r: _Reader, prefix: str = "", depth: int = 0) 
             continue
         declared += m.size
         if m.size > r.room():
-            r.warn(shown, f"skipped: {m.size // MiB} MiB exceeds the member size limit "
-                          f"({r.limits.max_member_bytes // MiB} MiB)")
+            r.warn(shown, r.too_big(m.size))
             if declared > 4 * r.limits.max_total_bytes:
                 r.warn(r.bundle.source, "reading stopped: declared sizes far beyond the limit")
                 return
@@ -245,6 +279,24 @@ def read_tar(tf: tarfile.TarFile, r: _Reader, prefix: str = "", depth: int = 0) 
         if len(data) < m.size:
             r.warn(shown, f"truncated: {len(data)} of {m.size} bytes present; kept what was there")
         r.add(prefix + path, data, float(m.mtime) if m.mtime else None, depth)
+
+
+def _tar_end_problem(tf: tarfile.TarFile) -> str | None:
+    """Why the archive ended, when not at its end-of-archive marker (a zero block).
+
+    ``tarfile`` ends quietly on a cut or garbled header; a cut capture must say so."""
+    try:
+        tf.fileobj.seek(tf.offset)
+        block = tf.fileobj.read(tarfile.BLOCKSIZE)
+    except (OSError, EOFError, tarfile.TarError, zlib.error):
+        return "archive truncated or damaged"
+    if len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0"):
+        return None
+    if not block:
+        return "archive ends without its end-of-archive marker (truncated?)"
+    if len(block) < tarfile.BLOCKSIZE:
+        return "archive truncated inside a member header"
+    return "archive has a damaged member header; nothing after it was read"
 
 
 def read_zip(zf: zipfile.ZipFile, r: _Reader, prefix: str = "", depth: int = 0) -> None:
@@ -269,6 +321,9 @@ def read_zip(zf: zipfile.ZipFile, r: _Reader, prefix: str = "", depth: int = 0) 
             r.warn(shown, "skipped: encrypted member")
             continue
         limit = r.room()
+        if info.file_size > limit:  # declared size; a lying one is caught by the read below
+            r.warn(shown, r.too_big(info.file_size))
+            continue
         try:
             with zf.open(info) as f:
                 data = f.read(limit + 1)
@@ -289,6 +344,10 @@ def read_zip(zf: zipfile.ZipFile, r: _Reader, prefix: str = "", depth: int = 0) 
 
 def read_folder(root: Path, r: _Reader) -> None:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for d in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            r.warn((Path(dirpath) / d).relative_to(root).as_posix(),
+                   "skipped: symbolic link to a folder")
+            dirnames.remove(d)
         dirnames.sort()
         for fn in sorted(filenames):
             if r.out_of_budget():
@@ -307,7 +366,7 @@ def read_folder(root: Path, r: _Reader) -> None:
                 r.warn(rel, "skipped: not a regular file")
                 continue
             if st.st_size > r.room():
-                r.warn(rel, f"skipped: {st.st_size // MiB} MiB exceeds the member size limit")
+                r.warn(rel, r.too_big(st.st_size))
                 continue
             try:
                 with open(full, "rb") as f:
@@ -329,12 +388,17 @@ def read_bundle(source: str | Path, limits: Limits | None = None) -> Bundle:
     try:
         if path.is_dir():
             read_folder(path, r)
-        elif zipfile.is_zipfile(path):
+        elif _starts_with(path, (b"PK\x03\x04", b"PK\x05\x06")):
             with zipfile.ZipFile(path) as zf:
                 read_zip(zf, r)
+        # Tar before the looser zip test: is_zipfile() finds the end record of a zip that
+        # is merely the *last member* of a tar, and would read that zip alone.
         elif _is_tar(path):
             with tarfile.open(path, mode="r:*") as tf:
                 read_tar(tf, r)
+        elif zipfile.is_zipfile(path):  # a zip with data before it (self-extracting)
+            with zipfile.ZipFile(path) as zf:
+                read_zip(zf, r)
         else:
             with open(path, "rb") as f:
                 data = f.read(limits.max_member_bytes + 1)
@@ -348,8 +412,16 @@ def read_bundle(source: str | Path, limits: Limits | None = None) -> Bundle:
         if not bundle.members:
             raise BundleError(f"{source}: not a readable archive: {exc}") from exc
         r.warn(str(source), f"archive damaged after {len(bundle.members)} members: {exc}")
+    if r.suppressed:
+        bundle.warnings.append(BundleWarning(str(source), f"{r.suppressed} more warnings about "
+                                             f"members not listed (first {MAX_WARNINGS} shown)"))
     bundle.content_hash = content_hash(bundle.members)
     return bundle
+
+
+def _starts_with(path: Path, magics: tuple[bytes, ...]) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4).startswith(magics)
 
 
 def _is_tar(path: Path) -> bool:

@@ -91,6 +91,17 @@ MaxMember = Annotated[int | None, typer.Option(
     "--max-member-bytes", help="Skip members that inflate beyond this many bytes.")]
 MaxTotal = Annotated[int | None, typer.Option(
     "--max-total-bytes", help="Stop reading the bundle after this many bytes in all.")]
+MaxArtifacts = Annotated[int | None, typer.Option(
+    "--max-artifacts", min=0, help="Parse at most this many recognised artifacts (default 1000).")]
+ParserSeconds = Annotated[float | None, typer.Option(
+    "--parser-seconds", min=0, help="Time budget of one parser on one artifact, in seconds "
+    "(default 120; 0 = none). An artifact over budget fails with a warning.")]
+
+
+def _limits(member: int | None, total: int | None, artifacts: int | None,
+            seconds: float | None) -> dict:
+    return {"max_member_bytes": member, "max_total_bytes": total,
+            "max_artifacts": artifacts, "parser_seconds": seconds}
 
 
 @app.command()
@@ -99,10 +110,12 @@ def inspect(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON, not a table.")] = False,
     max_member_bytes: MaxMember = None,
     max_total_bytes: MaxTotal = None,
+    max_artifacts: MaxArtifacts = None,
+    parser_seconds: ParserSeconds = None,
 ) -> None:
     """List what the bundle holds: each member, its kind, round, time, and any warning."""
-    analysis = _load(bundle, {"max_member_bytes": max_member_bytes,
-                              "max_total_bytes": max_total_bytes})
+    analysis = _load(bundle, _limits(max_member_bytes, max_total_bytes, max_artifacts,
+                                     parser_seconds))
     if json_out:
         from .report import inventory_document, to_json
 
@@ -138,11 +151,13 @@ def tables(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
     max_member_bytes: MaxMember = None,
     max_total_bytes: MaxTotal = None,
+    max_artifacts: MaxArtifacts = None,
+    parser_seconds: ParserSeconds = None,
 ) -> None:
     """Normalize every artifact into typed tables and write them as Parquet."""
-    analysis = _load(bundle, {"max_member_bytes": max_member_bytes,
-                              "max_total_bytes": max_total_bytes})
-    written = analysis.tables.write_parquet(out)
+    analysis = _load(bundle, _limits(max_member_bytes, max_total_bytes, max_artifacts,
+                                     parser_seconds))
+    written = _write_out(lambda: analysis.tables.write_parquet(out), out)
     for path in written:
         name = path.stem
         typer.echo(f"{name:16} {len(analysis.tables[name]):>9} rows  {path}")
@@ -168,8 +183,13 @@ def analyze(
         "--tables", help="Also write the tables as Parquet into this folder.")] = None,
     redact: Annotated[bool, typer.Option(
         help="Mask IPs, hostnames, user names and home paths in the report and tables.")] = False,
+    redact_map: Annotated[Path | None, typer.Option(
+        "--redact-map", help="Save the token -> value map of --redact here (implies --redact); "
+        "keep it with the bundle's owner, not in the ticket.")] = None,
     max_member_bytes: MaxMember = None,
     max_total_bytes: MaxTotal = None,
+    max_artifacts: MaxArtifacts = None,
+    parser_seconds: ParserSeconds = None,
 ) -> None:
     """Find leaking call sites and write the incident report (HTML by default)."""
     from .report import render, summary_lines
@@ -177,12 +197,17 @@ def analyze(
     if fmt is None:
         ext = (output or "").rsplit(".", 1)[-1].lower() if output and output != "-" else ""
         fmt = {"md": Format.md, "markdown": Format.md, "json": Format.json}.get(ext, Format.html)
-    analysis = _load(bundle, {"max_member_bytes": max_member_bytes,
-                              "max_total_bytes": max_total_bytes}, detect=True)
+    if redact_map is not None:
+        redact = True
+        _check_map_path(redact_map, output, tables_out)
+    analysis = _load(bundle, _limits(max_member_bytes, max_total_bytes, max_artifacts,
+                                     parser_seconds), detect=True)
     if redact:
-        from .redact import redact_analysis
+        from .redact import redact_analysis, write_map
 
-        redact_analysis(analysis)
+        redactor = redact_analysis(analysis)
+        if redact_map is not None:
+            _write_out(lambda: write_map(redactor, redact_map, str(bundle)), redact_map)
     text = render(analysis, fmt.value, templates)
     if output == "-":
         sys.stdout.write(text)
@@ -190,12 +215,12 @@ def analyze(
             sys.stdout.write("\n")
     else:
         path = Path(output) if output else Path(f"{analysis.bundle.bundle_id}-report.{fmt.value}")
-        path.write_text(text, encoding="utf-8")
+        _write_out(lambda: _write_text(path, text), path)
         for line in summary_lines(analysis):
             typer.echo(line)
         typer.echo(f"report: {path}")
     if tables_out is not None:
-        analysis.tables.write_parquet(tables_out)
+        _write_out(lambda: analysis.tables.write_parquet(tables_out), tables_out)
     for w in analysis.warnings:
         _err(f"warning: {w['path']}: {w['message']}")
     code = analysis.exit_code()
@@ -205,6 +230,32 @@ def analyze(
         if worst >= order.index(fail_on.value):
             code = 1
     raise typer.Exit(code)
+
+
+def _write_out(write, where: Path):
+    """Run one output write; a bad output path is a usage error, not a traceback."""
+    try:
+        return write()
+    except OSError as exc:
+        _err(f"forensics: cannot write {where}: {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _check_map_path(redact_map: Path, output: str | None, tables_out: Path | None) -> None:
+    """The map undoes the redaction: it must not overwrite the report or sit among the
+    tables that go into the ticket."""
+    target = redact_map.resolve()
+    if output and output != "-" and Path(output).resolve() == target:
+        _err("forensics: --redact-map must not be the report file")
+        raise typer.Exit(2)
+    if tables_out is not None and target.is_relative_to(tables_out.resolve()):
+        _err("forensics: --redact-map must not be inside the --tables folder")
+        raise typer.Exit(2)
 
 
 @app.command()

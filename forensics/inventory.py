@@ -40,6 +40,7 @@ _NAME_HINTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"netstat", re.I), "netstat output"),
     (re.compile(r"fd|limits|tcp", re.I), "/proc listing"),
     (re.compile(r"dbstat|db[-_.]?stats|pool", re.I), "db.Stats"),
+    (re.compile(r"(capture|meta|manifest)[^/]*\.json$", re.I), "capture manifest"),
 ]
 
 _TS = re.compile(
@@ -98,6 +99,22 @@ def identify(member: Member, parsers: list[ModuleType]) -> Artifact:
             art.status, art.message = "ignored", "not a capture artifact we know"
         return art
     return Artifact(member, best.KIND, best_score)
+
+
+def cap_artifacts(arts: list[Artifact], limit: int) -> None:
+    """Leave only the first ``limit`` recognised artifacts (in path order) to be parsed.
+
+    Each parse costs milliseconds even for a three-line file, so tens of thousands of
+    tiny members that all look like dumps would take an hour; a real capture has a few
+    per round. The rest fail with a message that names the limit, never silently.
+    """
+    known = sorted((a for a in arts if a.kind != "unknown" and a.status != "failed"),
+                   key=lambda a: (a.kind != "manifest", a.path))
+    for a in known[max(limit, 0):]:
+        a.status = "failed"
+        a.message = (f"not parsed: the bundle holds {len(known)} recognised artifacts and "
+                     f"the first {limit} (in path order) are analysed (artifact limit, "
+                     "--max-artifacts)")
 
 
 def _preview(data: bytes) -> str:

@@ -8,8 +8,11 @@ warning on its artifact and the other artifacts are analysed as usual.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pandas as pd
 
 from . import __version__
 from .bundle import Bundle, BundleError, Limits, read_bundle
-from .inventory import Artifact, assign_times_and_rounds, identify
+from .inventory import Artifact, assign_times_and_rounds, cap_artifacts, identify
 from .parsers import available, load
 from .parsers.base import ParseContext, ParseError
 from .schema import CONTEXT_FREE, Tables, conform
@@ -66,18 +69,65 @@ Progress = Callable[[str, int, int], None]
 PER_PROCESS_TABLES = frozenset({"fds", "limits"})
 
 
-def parse_artifact(art: Artifact, pid: int | None = None) -> None:
+class _ParserTimeout(BaseException):
+    """Raised by SIGALRM in a parser past its budget. A BaseException, so that a parser's
+    own ``except Exception`` around a row cannot swallow it."""
+
+
+@contextmanager
+def _time_budget(seconds: float | None) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with :class:`_ParserTimeout`.
+
+    A worker thread with a deadline cannot stop pure-Python code, but a signal handler
+    runs between bytecodes, so SIGALRM can. Only the main thread of a POSIX process gets
+    signals: elsewhere (Windows, Dask worker threads) the block runs without a budget.
+    An outer ITIMER_REAL (e.g. pytest-timeout) is put back with its remaining time.
+    """
+    if (not seconds or seconds <= 0 or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    armed = [True]
+
+    def on_alarm(signum: int, frame: object) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise _ParserTimeout
+
+    old_handler = signal.signal(signal.SIGALRM, on_alarm)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay:
+            left = max(old_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, old_interval)
+
+
+def parse_artifact(art: Artifact, pid: int | None = None, seconds: float | None = None) -> None:
     """Run the artifact's parser, turning every failure into a status and a message.
 
     ``pid`` is the service's pid when a manifest already told it: a listing such as
-    ``ls -l /proc/PID/fd`` does not repeat it.
+    ``ls -l /proc/PID/fd`` does not repeat it. ``seconds`` is the parser's time budget
+    (see :func:`_time_budget`); running out of it fails the artifact with a message.
     """
-    if art.kind == "unknown":
+    if art.kind == "unknown" or art.status == "failed":
         return
     mod = load(art.kind)
     ctx = ParseContext(path=art.path, pid=pid)
     try:
-        art.result = mod.parse(art.member.data, ctx)
+        with _time_budget(seconds):
+            art.result = mod.parse(art.member.data, ctx)
+    except _ParserTimeout:
+        art.result = None
+        art.status = "failed"
+        art.message = (f"{art.kind} parser stopped after {seconds:g} s (per-parser time "
+                       "budget, --parser-seconds); nothing of this artifact was used")
+        return
     except ParseError as exc:
         art.status, art.message = "failed", str(exc)
         return
@@ -163,7 +213,9 @@ def build_tables(source: str | Path, limits: Limits | None = None,
     bundle = read_bundle(source, limits)
     timings["read"] = time.perf_counter() - t0
     parsers = available()
+    limits = limits or Limits()
     arts = [identify(m, parsers) for m in bundle.members]
+    cap_artifacts(arts, limits.max_artifacts)
     # The manifest first: its facts do not depend on anything else.
     arts.sort(key=lambda a: (a.kind != "manifest", a.path))
     t0 = time.perf_counter()
@@ -171,7 +223,7 @@ def build_tables(source: str | Path, limits: Limits | None = None,
     for i, a in enumerate(arts):
         if progress:
             progress(a.path, i, len(arts))
-        parse_artifact(a, pid)
+        parse_artifact(a, pid, limits.parser_seconds)
         if a.kind == "manifest" and a.result is not None and pid is None:
             pid = a.result.meta.get("pid")
     timings["parse"] = time.perf_counter() - t0

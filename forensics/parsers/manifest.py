@@ -56,6 +56,8 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
         doc = json.loads(decode_text(data))
     except json.JSONDecodeError as exc:
         raise ParseError(f"manifest is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    except RecursionError as exc:  # "[[[[..." thousands deep: hostile, not a manifest
+        raise ParseError("manifest is not valid JSON: nested too deeply") from exc
     if not isinstance(doc, dict):
         raise ParseError("manifest is not a JSON object")
     res = ParseResult()
