@@ -13,12 +13,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 TS = pa.timestamp("ns", tz="UTC")
 #: Low-cardinality text columns: dictionary-encoded in Parquet, plain strings in pandas.
 CAT = pa.dictionary(pa.int32(), pa.string())
+
+#: Text columns held as pandas ``category`` (codes + the distinct strings) instead of one
+#: string per row. A heap profile of 500k stacks has a ``stacks`` row per frame of each
+#: stack, 15M rows whose function/file strings alone would take gigabytes; as categories
+#: they take a few bytes a row. They read like strings (``==``, ``isin``, ``.str``), but
+#: ``fillna`` needs a value that is a category and ``concat`` must union the categories
+#: (see :func:`concat`). Dictionary-encoded in Parquet like :data:`CAT`.
+CATEGORICAL: dict[str, frozenset[str]] = {
+    "stacks": frozenset({"function", "file", "frame_class", "module"}),
+}
 
 COMMON: list[tuple[str, pa.DataType]] = [
     ("bundle_id", CAT),
@@ -40,8 +51,8 @@ _TABLES: dict[str, list[tuple[str, pa.DataType]]] = {
     "stacks": [
         ("stack_id", pa.int64()),
         ("depth", pa.int32()),
-        ("function", pa.string()),
-        ("file", pa.string()),
+        ("function", CAT),
+        ("file", CAT),
         ("line", pa.int64()),
         ("inlined", pa.bool_()),
         ("frame_class", CAT),
@@ -215,6 +226,49 @@ def _pandas_dtype(typ: pa.DataType) -> str:
     return "string"
 
 
+def pandas_dtype(table: str, name: str, typ: pa.DataType | None = None) -> str:
+    """The pandas dtype of a column: ``category`` for :data:`CATEGORICAL` columns."""
+    if name in CATEGORICAL.get(table, ()):
+        return "category"
+    if typ is None:
+        typ = dict(columns(table))[name]
+    return _pandas_dtype(typ)
+
+
+def nulls(dtype: str, n: int) -> pd.Series:
+    """``n`` typed nulls, built in bulk (a Python list of NA costs seconds at 10^7 rows)."""
+    if dtype in ("Int64", "Int32", "boolean", "Float64"):
+        np_type = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
+                   "Float64": np.float64}[dtype]
+        arr = pd.array(np.zeros(n, np_type), dtype=dtype)
+        arr[:] = pd.NA
+        return pd.Series(arr, copy=False)
+    if dtype == "category":
+        cat = pd.Categorical.from_codes(np.full(n, -1, np.int8),
+                                        categories=pd.Index([], dtype="str"))
+        return pd.Series(cat, copy=False)
+    if dtype == "string":
+        return pd.Series(pd.array(pa.nulls(n, pa.large_string()), dtype="string"), copy=False)
+    return pd.Series([pd.NA] * n, dtype=dtype)
+
+
+def _cast(col: pd.Series, dtype: str) -> pd.Series:
+    if str(col.dtype) == dtype:
+        return col
+    if dtype.startswith("datetime"):
+        return pd.to_datetime(col, utc=True, errors="coerce")
+    if dtype in ("Int64", "Int32"):
+        return pd.to_numeric(col, errors="coerce").astype(dtype)
+    if dtype == "category":
+        if not isinstance(col.dtype, pd.CategoricalDtype):
+            col = col.astype("string")  # categories are strings, never numbers
+        cat = col.astype("category")
+        if len(cat.cat.categories) and cat.cat.categories.dtype != "str":
+            cat = cat.cat.rename_categories(cat.cat.categories.astype("str"))
+        return cat
+    return col.astype(dtype)
+
+
 def empty(table: str) -> pd.DataFrame:
     return conform(pd.DataFrame(), table)
 
@@ -223,49 +277,80 @@ def conform(df: pd.DataFrame | Iterable[Mapping], table: str) -> pd.DataFrame:
     """Cast ``df`` to the table's columns and dtypes; missing columns become nulls.
 
     Extra columns are dropped: the contract is what downstream code may rely on, and a
-    parser that wants to say more must add it to the schema first.
+    parser that wants to say more must add it to the schema first. Columns that already
+    have their dtype are taken as they are (no copy): conform is called on every table
+    at every stage, so it must cost nothing when there is nothing to do.
     """
     if not isinstance(df, pd.DataFrame):
         df = pd.DataFrame(list(df))
     out = {}
     n = len(df)
+    plain_index = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 \
+        and df.index.step == 1
     for name, typ in columns(table):
-        dtype = _pandas_dtype(typ)
+        dtype = pandas_dtype(table, name, typ)
         if name in df.columns:
-            col = df[name]
-            if dtype.startswith("datetime"):
-                col = pd.to_datetime(col, utc=True, errors="coerce")
-            elif dtype in ("Int64", "Int32"):
-                col = pd.to_numeric(col, errors="coerce").astype(dtype)
-            else:
-                col = col.astype(dtype)
-            out[name] = col.reset_index(drop=True)
+            col = _cast(df[name], dtype)
+            out[name] = col if plain_index else col.reset_index(drop=True)
         else:
-            out[name] = pd.Series([pd.NA] * n, dtype=dtype)
-    return pd.DataFrame(out)
+            out[name] = nulls(dtype, n)
+    return pd.DataFrame(out, copy=False)
+
+
+def concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
+    """``pd.concat`` of conformed frames that keeps :data:`CATEGORICAL` columns
+    categorical (plain concat turns categoricals with different categories into Python
+    objects, one per row)."""
+    frames = [f for f in frames if len(f)] or frames[:1]
+    if not frames:
+        return empty(table)
+    if len(frames) == 1:
+        return frames[0]
+    cats = CATEGORICAL.get(table, frozenset())
+    out = pd.concat([f.drop(columns=[c for c in cats if c in f.columns]) for f in frames],
+                    ignore_index=True)
+    for name in cats:
+        if name in frames[0].columns:
+            parts = [_cast(f[name], "category").array for f in frames]
+            out[name] = pd.api.types.union_categoricals(parts)
+    return out[[c for c in frames[0].columns]]
 
 
 def to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
+    """The table as Arrow, converted column by column in Arrow (no Python object per
+    value: the stacks table of a big heap profile has 10^7 rows)."""
     df = conform(df, table)
     schema = arrow_schema(table)
-    arrays = []
-    for fld in schema:
-        col = df[fld.name]
-        if pa.types.is_dictionary(fld.type):
-            arr = pa.array(col.astype(object).where(col.notna(), None), type=pa.string())
-            arr = arr.dictionary_encode().cast(fld.type)
-        elif pa.types.is_timestamp(fld.type):
-            arr = pa.array(col, type=fld.type, from_pandas=True)
-        else:
-            arr = pa.array(col.astype(object).where(col.notna(), None), type=fld.type)
-        arrays.append(arr)
+    arrays = [_arrow_column(df[fld.name], fld.type) for fld in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _arrow_column(col: pd.Series, typ: pa.DataType) -> pa.Array:
+    if pa.types.is_dictionary(typ):
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy().astype(np.int32)
+            values = pa.array(col.cat.categories.astype(object).to_list(), pa.string())
+            return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), values)
+        arr = _plain_arrow(col, pa.string())
+        return arr.dictionary_encode().cast(typ)
+    return _plain_arrow(col, typ)
+
+
+def _plain_arrow(col: pd.Series, typ: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(typ):
+        return pa.array(col, type=typ, from_pandas=True)
+    try:  # pandas' masked and Arrow-backed arrays convert without Python objects
+        arr = pa.array(col.array, from_pandas=True)
+        return arr if arr.type == typ else arr.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pa.array(col.astype(object).where(col.notna(), None), type=typ)
 
 
 def from_arrow(tbl: pa.Table, table: str) -> pd.DataFrame:
     df = tbl.to_pandas()
+    cats = CATEGORICAL.get(table, frozenset())
     for name, typ in columns(table):
-        if pa.types.is_dictionary(typ) and name in df.columns:
+        if pa.types.is_dictionary(typ) and name in df.columns and name not in cats:
             df[name] = df[name].astype(object)
     return conform(df, table)
 

@@ -36,12 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 
 from .. import gosym
-from ..schema import COMMON, arrow_schema
+from ..schema import COMMON, arrow_schema, nulls, pandas_dtype
 from ..stacks import Frame
 from . import profile_proto as pb
 from .base import ParseContext, ParseError, ParseResult
@@ -208,7 +206,8 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarr
     lens = stops - starts
     group = np.repeat(np.arange(len(starts), dtype=np.int64), lens)
     first = np.cumsum(lens) - lens
-    idx = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(first - starts, lens)
+    idx = np.repeat(starts - first, lens)
+    idx += np.arange(len(idx), dtype=idx.dtype)
     return idx, group
 
 
@@ -482,25 +481,28 @@ class LocationBuilder:
     def build(self) -> Locations:
         return Locations(
             np.array(self.ids, np.uint64), np.array(self.start, np.int64),
-            np.array(self.count, np.int64), np.array(self.func, np.int64),
+            np.array(self.count, np.int64), np.array(self.func, np.int32),
             np.array(self.line, np.int64), np.array(self.inlined, bool), self.names,
             np.array(self.digest, np.uint64),
         )
 
 
 def _location_index(loc_ids: np.ndarray, locs: Locations, result: ParseResult) -> np.ndarray:
-    """Dense location index for each sample location id; -1 for undefined ids."""
-    out = np.full(len(loc_ids), -1, np.int64)
+    """Dense location index (int32) for each sample location id; -1 for undefined ids."""
+    out = np.full(len(loc_ids), -1, np.int32)
     if len(locs.ids) == 0:
         if len(loc_ids):
             result.warn("samples reference locations but the profile defines none")
         return out
     top = int(locs.ids.max())
     if top <= 4 * len(locs.ids) + 1024:  # ids are 1..n in practice: a lookup table
-        table = np.full(top + 1, -1, np.int64)
-        table[locs.ids[::-1].astype(np.int64)] = np.arange(len(locs.ids))[::-1]
-        inside = loc_ids <= np.uint64(top)
-        out[inside] = table[loc_ids[inside].astype(np.int64)]
+        table = np.full(top + 1, -1, np.int32)
+        table[locs.ids[::-1].astype(np.int64)] = np.arange(len(locs.ids), dtype=np.int32)[::-1]
+        if len(loc_ids) and int(loc_ids.max()) <= top:
+            out = table[loc_ids]
+        else:
+            inside = loc_ids <= np.uint64(top)
+            out[inside] = table[loc_ids[inside].astype(np.int64)]
     else:
         order = np.argsort(locs.ids, kind="stable")
         sorted_ids = locs.ids[order]
@@ -523,70 +525,58 @@ def build_stacks(samples: Samples, locs: Locations, result: ParseResult,
 
 def _stack_ids(samples: Samples, loc_ix: np.ndarray, locs: Locations,
                ) -> tuple[np.ndarray, pd.DataFrame]:
-    n = len(samples)
+    """Every sample's locations expanded to frames, hashed into a stack id per sample;
+    the ``stacks`` rows are the frames of the first sample of each id.
+
+    Grouping is by the id itself: the id is what every table joins on, so two samples
+    with the same frames (even through different pcs) must, and do, share it. Each step
+    is one pass over flat int32/uint64 arrays, with fast paths for what Go writes: no
+    undefined locations, and (outside inlining) one frame per location.
+    """
     offsets = samples.offsets
     keep = loc_ix >= 0
-    if not np.all(keep):
-        owner = np.repeat(np.arange(n), np.diff(offsets))
-        loc_ix = loc_ix[keep]
-        offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(owner[keep], minlength=n), out=offsets[1:])
-    group, reps = _distinct_sequences(loc_ix, offsets)
-    # Expand the representatives' locations into frames (inlined lines included).
-    occ, occ_rep = _ranges(offsets[reps], offsets[reps + 1])
-    occ_loc = loc_ix[occ]
-    frame, frame_occ = _ranges(locs.start[occ_loc], locs.start[occ_loc] + locs.count[occ_loc])
-    rep_of_frame = occ_rep[frame_occ]
-    per_rep = np.bincount(rep_of_frame, minlength=len(reps))
-    rep_offsets = np.zeros(len(reps) + 1, np.int64)
-    np.cumsum(per_rep, out=rep_offsets[1:])
-    rep_sid = fold_digests(locs.digest[frame], rep_offsets)
-    # Different location tuples can still print the same frames (two pcs on one line).
-    _, first = np.unique(rep_sid, return_index=True)
-    chosen = np.zeros(len(reps), bool)
-    chosen[first] = True
-    rows = chosen[rep_of_frame]
-    depth = np.arange(len(frame)) - rep_offsets[rep_of_frame]
-    stacks = _stacks_frame(rep_sid[rep_of_frame[rows]], depth[rows], frame[rows], locs)
-    return rep_sid[group], stacks
+    if not keep.all():
+        loc_ix, offsets = loc_ix[keep], _kept_offsets(offsets, keep)
+    frame, f_offsets = _expand_locations(loc_ix, offsets, locs)
+    lens = np.diff(f_offsets)
+    pos = _positions(f_offsets, lens, len(frame))
+    sid = fold_digests(locs.digest[frame], f_offsets, pos)
+    _, first = np.unique(sid, return_index=True)
+    if len(first) < len(sid):  # repeated stacks: keep the rows of each id's first sample
+        first.sort()
+        rows = _ranges(f_offsets[first], f_offsets[first + 1])[0]
+        frame, pos = frame[rows], pos[rows]
+        row_sid = np.repeat(sid[first], lens[first])
+    else:
+        row_sid = np.repeat(sid, lens)
+    return sid, _stacks_frame(row_sid, pos, frame, locs)
 
 
-def _distinct_sequences(flat: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group samples with identical location sequences, without a Python loop per sample.
+def _kept_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Run offsets after dropping the elements where ``keep`` is False."""
+    kept_before = np.zeros(len(keep) + 1, np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    return kept_before[offsets]
 
-    A 64-bit hash buckets the sequences; every sample is then compared with its bucket's
-    first sample element by element, so a hash collision can never merge two different
-    stacks (the rare colliders are regrouped exactly in Python).
-    Returns (group per sample, representative sample per group).
-    """
-    n = len(offsets) - 1
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    lens = np.diff(offsets)
-    owner = np.repeat(np.arange(n), lens)
-    pos = np.arange(len(flat)) - offsets[owner]
-    h = _fold(flat.astype(np.uint64), offsets, pos)
-    _, rep_of_bucket, bucket = np.unique(h, return_index=True, return_inverse=True)
-    rep = rep_of_bucket[bucket]
-    bad = lens != lens[rep]
-    same_len = ~bad[owner]
-    partner = offsets[rep[owner[same_len]]] + pos[same_len]
-    differs = flat[same_len] != flat[partner]
-    bad[owner[same_len][differs]] = True
-    group = bucket.astype(np.int64).reshape(-1)
-    reps = rep_of_bucket.astype(np.int64)
-    if np.any(bad):  # hash collisions: regroup those samples exactly
-        extra: dict[tuple[int, ...], int] = {}
-        new_reps = reps.tolist()
-        for i in np.flatnonzero(bad).tolist():
-            key = tuple(flat[offsets[i]:offsets[i + 1]].tolist())
-            g = extra.get(key)
-            if g is None:
-                g = extra[key] = len(new_reps)
-                new_reps.append(i)
-            group[i] = g
-        reps = np.array(new_reps, np.int64)
-    return group, reps
+
+def _expand_locations(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Frame index of every sample location (a location has one frame per inlined
+    function), and the per-sample frame offsets."""
+    if not len(locs.count) or int(locs.count.max()) <= 1:
+        return locs.start[loc_ix].astype(np.int32), offsets
+    per = locs.count[loc_ix]
+    counted = np.zeros(len(per) + 1, np.int64)
+    np.cumsum(per, out=counted[1:])
+    start = locs.start[loc_ix]
+    return _ranges(start, start + per)[0].astype(np.int32), counted[offsets]
+
+
+def _positions(offsets: np.ndarray, lens: np.ndarray, total: int) -> np.ndarray:
+    """Index of every element within its run (the frame depth), as int32."""
+    pos = np.arange(total, dtype=np.int32)
+    pos -= np.repeat(offsets[:-1].astype(np.int32), lens)
+    return pos
 
 
 # Stack ids: a fold of per-frame blake2b digests. stacks.stack_hash hashes the whole
@@ -609,17 +599,19 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
 
 def _fold(values: np.ndarray, offsets: np.ndarray, pos: np.ndarray | None = None,
           ) -> np.ndarray:
-    """Order-sensitive 64-bit hash of each run ``values[offsets[i]:offsets[i+1]]``."""
+    """Order-sensitive 64-bit hash of each run ``values[offsets[i]:offsets[i+1]]``
+    (``values`` uint64; ``pos``, each element's index in its run, is computed if absent)."""
     n = len(offsets) - 1
     lens = np.diff(offsets)
     if pos is None:
-        pos = np.arange(len(values)) - np.repeat(offsets[:-1], lens)
+        pos = _positions(offsets, lens, len(values))
     h = np.zeros(n, np.uint64)
     # Odd multipliers per position; computed for the positions that occur, not per value.
     mult = _splitmix(np.arange(int(lens.max()) + 1 if n else 1, dtype=np.uint64))
     mult |= np.uint64(1)
     with np.errstate(over="ignore"):
-        terms = (values ^ _GOLDEN) * mult[pos]
+        terms = values ^ _GOLDEN
+        terms *= mult[pos]
         nonempty = lens > 0
         if len(values):
             h[nonempty] = np.add.reduceat(terms, offsets[:-1][nonempty])
@@ -632,9 +624,12 @@ def frame_digest(function: str, file: str, line: int | None) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
-def fold_digests(digests: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def fold_digests(digests: np.ndarray, offsets: np.ndarray, pos: np.ndarray | None = None,
+                 ) -> np.ndarray:
     """Stack ids (non-negative int64) of runs of frame digests, leaf first."""
-    return (_fold(digests.astype(np.uint64), offsets) >> np.uint64(1)).astype(np.int64)
+    folded = _fold(digests.astype(np.uint64, copy=False), offsets, pos)
+    folded >>= np.uint64(1)
+    return folded.view(np.int64)
 
 
 def folded_stack_hash(frames: Sequence[Frame]) -> int:
@@ -645,27 +640,33 @@ def folded_stack_hash(frames: Sequence[Frame]) -> int:
 
 def _stacks_frame(sid: np.ndarray, depth: np.ndarray, frame: np.ndarray,
                   locs: Locations) -> pd.DataFrame:
-    """``stacks`` rows from per-row frame indices into the location frame arrays; the
-    string columns are taken in Arrow from the few distinct values."""
+    """``stacks`` rows from per-row frame indices into the location frame arrays. The
+    text columns are categoricals whose codes are gathered from the few distinct
+    (function, file) names, and the other columns are wrapped, not copied: no Python
+    object is built per row (10^7 rows for 500k stacks)."""
     classes = [gosym.classify(f, fl) for f, fl in locs.names]
-    codes = pa.array(locs.func[frame])
+    name_ix = locs.func[frame]
     line = locs.line[frame]
-    df = pd.DataFrame({
-        "stack_id": sid,
-        "depth": depth.astype(np.int32),
-        "function": _strings([f for f, _ in locs.names], codes),
-        "file": _strings([fl for _, fl in locs.names], codes),
+    n = len(frame)
+    return own_frame(pd.DataFrame({
+        "stack_id": pd.arrays.IntegerArray(sid.astype(np.int64, copy=False), np.zeros(n, bool)),
+        "depth": pd.arrays.IntegerArray(depth.astype(np.int32, copy=False), np.zeros(n, bool)),
+        "function": _categorical([f for f, _ in locs.names], name_ix),
+        "file": _categorical([fl for _, fl in locs.names], name_ix),
         "line": pd.arrays.IntegerArray(line, line <= 0),
-        "inlined": locs.inlined[frame],
-        "frame_class": _strings([c for c, _ in classes], codes),
-        "module": _strings([m for _, m in classes], codes),
-    })
-    return own_frame(df, "stacks")
+        "inlined": pd.arrays.BooleanArray(locs.inlined[frame], np.zeros(n, bool)),
+        "frame_class": _categorical([c for c, _ in classes], name_ix),
+        "module": _categorical([m for _, m in classes], name_ix),
+    }, copy=False), "stacks")
 
 
-def _strings(values: list[str], codes: pa.Array) -> pd.arrays.ArrowStringArray:
-    """A string column from the distinct values and a code per row (taken in Arrow)."""
-    return pd.arrays.ArrowStringArray(pc.take(pa.array(values, pa.string()), codes))
+def _categorical(values: list[str], name_ix: np.ndarray) -> pd.Categorical:
+    """A categorical column from a value per distinct name and a name index per row
+    (names can share a value: one function in two files, one class for many)."""
+    value_codes, uniques = pd.factorize(np.array(values, dtype=object))
+    small = np.int8 if len(uniques) < 127 else np.int16 if len(uniques) < 32767 else np.int32
+    codes = value_codes.astype(small)[name_ix] if len(values) else np.zeros(len(name_ix), small)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
 
 
 # --------------------------------------------------------------------------- profile
@@ -767,40 +768,19 @@ _COMMON = {name for name, _ in COMMON}
 def own_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
     """The table's parser-own columns, in contract order and with the contract's pandas
     dtypes, so that the pipeline's :func:`forensics.schema.conform` has nothing left to
-    convert. Missing columns become typed nulls built in bulk (conform builds them from
-    Python lists, which costs seconds at a million rows); common columns are the
-    pipeline's to add."""
+    convert; common columns are the pipeline's to add."""
     n = len(df)
     out: dict[str, pd.api.extensions.ExtensionArray | pd.Series] = {}
     for fld in arrow_schema(table):
         if fld.name in _COMMON:
             continue
-        dtype = _dtype(fld.type)
+        dtype = pandas_dtype(table, fld.name, fld.type)
         if fld.name not in df.columns:
-            out[fld.name] = _nulls(dtype, n)
+            out[fld.name] = nulls(dtype, n)
             continue
         col = df[fld.name]
         out[fld.name] = col if str(col.dtype) == dtype else col.astype(dtype)
     return pd.DataFrame(out).reset_index(drop=True)
-
-
-def _dtype(typ: pa.DataType) -> str:
-    if pa.types.is_integer(typ):
-        return "Int32" if typ == pa.int32() else "Int64"
-    if pa.types.is_boolean(typ):
-        return "boolean"
-    return "string"
-
-
-def _nulls(dtype: str, n: int) -> pd.api.extensions.ExtensionArray:
-    mask = np.ones(n, bool)
-    if dtype == "Int64":
-        return pd.arrays.IntegerArray(np.zeros(n, np.int64), mask)
-    if dtype == "Int32":
-        return pd.arrays.IntegerArray(np.zeros(n, np.int32), mask)
-    if dtype == "boolean":
-        return pd.arrays.BooleanArray(np.zeros(n, bool), mask)
-    return pd.array(pa.nulls(n, pa.string()), dtype="string")
 
 
 def _labels_by_sample(prof: Profile) -> dict[int, str]:
