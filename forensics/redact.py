@@ -17,7 +17,8 @@ What is masked:
 - Host names -> ``host-N``: every name the bundle states as a host (manifest ``hostname``,
   DB addresses and URLs, resolved names in the address columns of lsof/ss/netstat rows),
   masked in those fields and wherever the same name appears in other text (member paths
-  under a host-named folder, the bundle name, messages). ``localhost`` is kept. Names are
+  under a host-named folder, the bundle name, messages); a distinctive short name
+  (``prod-pay-7`` of ``prod-pay-7.acme.internal``) too. ``localhost`` is kept. Names are
   not guessed from free text: Go module paths (``github.com/lib/pq``) look like host names.
 - User names -> ``user-N``: the user part of home-directory paths (``/home/alice``,
   ``/Users/alice``, ``C:\\Users\\alice``), kept in the path so it stays a path; the same
@@ -74,7 +75,7 @@ _HOME = re.compile(
 _IPV6 = re.compile(
     r"(?<![\w:.])(?P<addr>(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4}))"
     r"(?P<zone>%[\w.\-]{1,32})?(?![\w:]|\.\d)")
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\w)")
 _TOKEN = re.compile(r"(?:ip|host|user)-\d+")
 _HOSTPORT = re.compile(r"^\[(?P<b>[^\]]*)\](?::(?P<bp>\d{1,5}))?$"
                        r"|^(?P<h>.*?)(?::(?P<p>\d{1,5}|\*))?$", re.DOTALL)
@@ -129,7 +130,7 @@ class Redactor:
         if not _HOSTNAME.match(v):
             return self.text(value)
         self.learn_host(v)
-        return self.token("host", v.lower())
+        return self.token("host", _host_key(v))
 
     def hostport(self, value: str) -> str:
         """``host:port``, ``[v6]:port``, a bare address or ``::1:5432`` (port after the last
@@ -152,13 +153,19 @@ class Redactor:
 
     # ----------------------------------------------------------------- learning
     def learn_host(self, name: str) -> None:
-        name = name.strip().rstrip(".")
-        if name and name.lower() not in _KEEP_HOSTS and self.ip(name) is None \
+        name = name.strip()
+        if name and _host_key(name) not in _KEEP_HOSTS and self.ip(name) is None \
                 and _HOSTNAME.match(name) and not _TOKEN.fullmatch(name):
-            if name.lower() not in self.hosts:
-                self.hosts.add(name.lower())
+            if _host_key(name) not in self.hosts:
+                self.hosts.add(_host_key(name))
                 self._host_rx = None
                 self._cache.clear()
+            # The machine's short name ("prod-pay-7" of prod-pay-7.acme.internal) names
+            # folders and bundles; learn it too when it is distinctive (a digit or dash).
+            first = name.split(".", 1)[0]
+            if "." in name and len(first) >= 4 and re.search(r"[\d-]", first) \
+                    and not first.isdigit():
+                self.learn_host(first)
 
     def learn_url(self, url: str) -> None:
         try:
@@ -203,6 +210,10 @@ class Redactor:
         return out
 
     def _text(self, s: str, symbol: bool) -> str:
+        if not symbol:  # known names first: "11.189.182.202.st" is a host, not an IP
+            rx = self._hosts_regex()
+            if rx is not None:
+                s = rx.sub(lambda m: self.token("host", _host_key(m.group(0))), s)
         if "/" in s or "\\" in s:
             s = _HOME.sub(self._home_sub, s)
         if ":" in s:
@@ -211,9 +222,6 @@ class Redactor:
             s = _IPV4.sub(lambda m: self.ip(m.group(0)) or m.group(0), s)
         if symbol:
             return s
-        rx = self._hosts_regex()
-        if rx is not None:
-            s = rx.sub(lambda m: self.token("host", m.group(0).lower()), s)
         rx = self._users_regex()
         if rx is not None:
             s = rx.sub(lambda m: self.token("user", m.group(0)), s)
@@ -246,7 +254,7 @@ class Redactor:
             # Whole names only, and not a Go selector (db.Stats, (*api)) when the name is
             # a plain word that happens to be an identifier too.
             self._host_rx = re.compile(
-                rf"(?<![A-Za-z0-9_.*])(?:{alt})(?![A-Za-z0-9_]|\.[A-Z(*])", re.IGNORECASE)
+                rf"(?<![A-Za-z0-9_.*])(?i:{alt})(?![A-Za-z0-9_]|\.[A-Z(*])")
         return self._host_rx
 
     def _users_regex(self) -> re.Pattern[str] | None:
@@ -277,17 +285,21 @@ class Redactor:
         return self.text(value, symbol=name in SYMBOL_KEYS)
 
     def series(self, name: str, s: pd.Series) -> pd.Series:
-        """A table column, masked once per distinct value (200k rows, a few hundred values)."""
-        if not (isinstance(s.dtype, pd.StringDtype) or s.dtype == object):
-            return s
-        codes, uniques = pd.factorize(s, use_na_sentinel=True)
-        if not len(uniques):
+        """A table column, masked once per distinct value (200k rows, a few hundred values).
+        String, Arrow-string, object and categorical columns; others pass through."""
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes, uniques = s.cat.codes.to_numpy(), list(s.cat.categories)
+        elif pd.api.types.is_string_dtype(s.dtype):
+            codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        else:
             return s
         masked = [self.field(name, u) if isinstance(u, str) else u for u in uniques]
         if all(a == b for a, b in zip(masked, uniques, strict=True)):
             return s
         values = np.array(masked, dtype=object)[codes]
         values[codes < 0] = None
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            return pd.Series(pd.Categorical(values), index=s.index, name=s.name)
         return pd.Series(values, index=s.index, dtype=s.dtype, name=s.name)
 
     def frame(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -305,6 +317,11 @@ class Redactor:
                     "attach it to the ticket.",
             "tokens": {tok: {"kind": kind, "value": value} for (kind, value), tok in entries},
         }
+
+
+def _host_key(name: str) -> str:
+    """One token per host: case folded, and netstat's column-cut trailing dot dropped."""
+    return name.lower().rstrip(".")
 
 
 # ---------------------------------------------------------------------- analysis
