@@ -243,7 +243,42 @@ def _varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return values, last
 
 
+#: Samples decoded per numpy pass: big enough that the per-pass Python work is nothing,
+#: small enough that the per-byte temporaries stay a few MB (fresh 100 MB arrays cost
+#: more in page faults than the arithmetic done on them).
+_BATCH = 1 << 15
+
+
 def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
+    """Decode Sample messages from their wire bytes with numpy, in batches; None to fall
+    back to protobuf (see :func:`_decode_batch`)."""
+    raw = list(raw)  # upb makes a new bytes object on every access: take them once
+    parts: list[Samples] = []
+    for at in range(0, len(raw), _BATCH):
+        part = _decode_batch(raw[at:at + _BATCH], n_types)
+        if part is None:
+            return None
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    return _join_samples(parts, n_types)
+
+
+def _join_samples(parts: list[Samples], n_types: int) -> Samples:
+    base = np.cumsum([0] + [len(p) for p in parts])
+    loc_base = np.cumsum([0] + [len(p.loc_ids) for p in parts])
+    offsets = np.concatenate([[0]] + [p.offsets[1:] + loc_base[k] for k, p in enumerate(parts)])
+    return Samples(
+        np.concatenate([p.loc_ids for p in parts]), offsets,
+        np.concatenate([p.values for p in parts]).reshape(-1, n_types),
+        np.concatenate([p.label_sample + base[k] for k, p in enumerate(parts)]),
+        np.concatenate([p.label_key for p in parts]),
+        np.concatenate([p.label_str for p in parts]),
+        np.concatenate([p.label_num for p in parts]),
+    )
+
+
+def _decode_batch(raw: list[bytes], n_types: int) -> Samples | None:
     """Decode Sample messages from their wire bytes with numpy, or None to fall back.
 
     Every byte of a Sample is part of a varint (tags, lengths, packed values and the
@@ -252,7 +287,6 @@ def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
     step, following each field's length; the steps taken are the largest number of
     fields in one sample (3 or 4 for what Go writes).
     """
-    raw = list(raw)  # upb makes a new bytes object on every access: take them once
     n = len(raw)
     lens = np.fromiter(map(len, raw), dtype=np.int64, count=n)
     buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
@@ -333,7 +367,10 @@ def _collect_fields(top: np.ndarray, owner: np.ndarray, vals: np.ndarray, n: int
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts(1), out=offsets[1:])
     value = vals[kind == 2].view(np.int64).reshape(n, n_types)
-    out = Samples(vals[kind == 1], offsets, value)
+    loc = vals[kind == 1]
+    if len(loc) and int(loc.max()) < 2**32:
+        loc = loc.astype(np.uint32)  # location ids are small: half the memory
+    out = Samples(loc, offsets, value)
     sel = (number == 3) & is_len
     if np.any(sel):
         if not _collect_labels(out, p_start[sel], p_stop[sel], owner[sel], vals):
@@ -538,18 +575,33 @@ def _stack_ids(samples: Samples, loc_ix: np.ndarray, locs: Locations,
     if not keep.all():
         loc_ix, offsets = loc_ix[keep], _kept_offsets(offsets, keep)
     frame, f_offsets = _expand_locations(loc_ix, offsets, locs)
+    del loc_ix
     lens = np.diff(f_offsets)
     pos = _positions(f_offsets, lens, len(frame))
-    sid = fold_digests(locs.digest[frame], f_offsets, pos)
+    sid = _stack_hashes(locs.digest, frame, f_offsets, pos)
     _, first = np.unique(sid, return_index=True)
     if len(first) < len(sid):  # repeated stacks: keep the rows of each id's first sample
-        first.sort()
-        rows = _ranges(f_offsets[first], f_offsets[first + 1])[0]
+        chosen = np.zeros(len(sid), bool)
+        chosen[first] = True
+        rows = np.repeat(chosen, lens)
         frame, pos = frame[rows], pos[rows]
-        row_sid = np.repeat(sid[first], lens[first])
+        row_sid = np.repeat(sid[chosen], lens[chosen])
     else:
         row_sid = np.repeat(sid, lens)
     return sid, _stacks_frame(row_sid, pos, frame, locs)
+
+
+def _stack_hashes(digest: np.ndarray, frame: np.ndarray, offsets: np.ndarray,
+                  pos: np.ndarray) -> np.ndarray:
+    """:func:`fold_digests` of every sample's frames, a batch of samples at a time (the
+    per-frame uint64 temporaries of all samples at once would be the parse's peak)."""
+    n = len(offsets) - 1
+    out = np.empty(n, np.int64)
+    for a in range(0, n, _BATCH):
+        b = min(a + _BATCH, n)
+        lo, hi = offsets[a], offsets[b]
+        out[a:b] = fold_digests(digest[frame[lo:hi]], offsets[a:b + 1] - lo, pos[lo:hi])
+    return out
 
 
 def _kept_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -561,15 +613,25 @@ def _kept_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 def _expand_locations(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Frame index of every sample location (a location has one frame per inlined
-    function), and the per-sample frame offsets."""
+    """Frame index (int32) of every sample location (a location has one frame per
+    inlined function), and the per-sample frame offsets."""
+    start = locs.start.astype(np.int32)
     if not len(locs.count) or int(locs.count.max()) <= 1:
-        return locs.start[loc_ix].astype(np.int32), offsets
-    per = locs.count[loc_ix]
-    counted = np.zeros(len(per) + 1, np.int64)
-    np.cumsum(per, out=counted[1:])
-    start = locs.start[loc_ix]
-    return _ranges(start, start + per)[0].astype(np.int32), counted[offsets]
+        return start[loc_ix], offsets
+    per = locs.count.astype(np.int32)[loc_ix]
+    total = int(per.sum(dtype=np.int64))
+    if total >= 2**31:
+        raise ParseError(f"samples expand to {total} frames; refusing a profile this large")
+    # Frames of the j-th location: start[j] .. start[j] + per[j] - 1, laid end to end.
+    through = np.cumsum(per, dtype=np.int32)  # frames up to and including location j
+    f_offsets = np.where(offsets > 0, through[np.maximum(offsets - 1, 0)], 0).astype(np.int64)
+    through -= per
+    frame = start[loc_ix]
+    frame -= through
+    del through
+    frame = np.repeat(frame, per)
+    frame += np.arange(total, dtype=np.int32)
+    return frame, f_offsets
 
 
 def _positions(offsets: np.ndarray, lens: np.ndarray, total: int) -> np.ndarray:
@@ -645,28 +707,31 @@ def _stacks_frame(sid: np.ndarray, depth: np.ndarray, frame: np.ndarray,
     (function, file) names, and the other columns are wrapped, not copied: no Python
     object is built per row (10^7 rows for 500k stacks)."""
     classes = [gosym.classify(f, fl) for f, fl in locs.names]
-    name_ix = locs.func[frame]
     line = locs.line[frame]
     n = len(frame)
     return own_frame(pd.DataFrame({
         "stack_id": pd.arrays.IntegerArray(sid.astype(np.int64, copy=False), np.zeros(n, bool)),
         "depth": pd.arrays.IntegerArray(depth.astype(np.int32, copy=False), np.zeros(n, bool)),
-        "function": _categorical([f for f, _ in locs.names], name_ix),
-        "file": _categorical([fl for _, fl in locs.names], name_ix),
+        "function": _categorical([f for f, _ in locs.names], locs.func, frame),
+        "file": _categorical([fl for _, fl in locs.names], locs.func, frame),
         "line": pd.arrays.IntegerArray(line, line <= 0),
         "inlined": pd.arrays.BooleanArray(locs.inlined[frame], np.zeros(n, bool)),
-        "frame_class": _categorical([c for c, _ in classes], name_ix),
-        "module": _categorical([m for _, m in classes], name_ix),
+        "frame_class": _categorical([c for c, _ in classes], locs.func, frame),
+        "module": _categorical([m for _, m in classes], locs.func, frame),
     }, copy=False), "stacks")
 
 
-def _categorical(values: list[str], name_ix: np.ndarray) -> pd.Categorical:
-    """A categorical column from a value per distinct name and a name index per row
+def _categorical(values: list[str], name_of_frame: np.ndarray, frame: np.ndarray,
+                 ) -> pd.Categorical:
+    """A categorical column from a value per distinct name, the name of each location
+    frame and a frame per row: the codes are worked out per frame, then gathered once
     (names can share a value: one function in two files, one class for many)."""
     value_codes, uniques = pd.factorize(np.array(values, dtype=object))
     small = np.int8 if len(uniques) < 127 else np.int16 if len(uniques) < 32767 else np.int32
-    codes = value_codes.astype(small)[name_ix] if len(values) else np.zeros(len(name_ix), small)
-    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
+    if not len(values):
+        return pd.Categorical.from_codes(np.zeros(len(frame), small), categories=[])
+    per_frame = value_codes.astype(small)[name_of_frame]
+    return pd.Categorical.from_codes(per_frame[frame], categories=pd.Index(uniques, dtype="str"))
 
 
 # --------------------------------------------------------------------------- profile
@@ -780,7 +845,7 @@ def own_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
             continue
         col = df[fld.name]
         out[fld.name] = col if str(col.dtype) == dtype else col.astype(dtype)
-    return pd.DataFrame(out).reset_index(drop=True)
+    return pd.DataFrame(out, copy=False)
 
 
 def _labels_by_sample(prof: Profile) -> dict[int, str]:
