@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .bundle import Bundle, BundleError, Limits, read_bundle
+from .bundle import Bundle, BundleError, BundleWarning, Limits, read_bundle
 from .inventory import Artifact, assign_times_and_rounds, cap_artifacts, identify
 from .parsers import available, load
 from .parsers.base import ParseContext, ParseError
@@ -233,7 +233,13 @@ def build_tables(source: str | Path, limits: Limits | None = None,
     tables = collect_tables(bundle, arts)
     from .correlate import correlate
 
-    series = correlate(tables, manifest)
+    try:
+        series = correlate(tables, manifest)
+    except Exception as exc:  # a join bug must not cost the parsed tables
+        series = {}
+        bundle.warnings.append(BundleWarning(
+            "correlation", f"internal error joining sockets and fds: {type(exc).__name__}: "
+                           f"{exc}; socket joins and peer roles are missing"))
     timings["tables"] = time.perf_counter() - t0
     return Analysis(bundle=bundle, artifacts=arts, tables=tables, manifest=manifest,
                     warnings=collect_warnings(bundle, arts), timings=timings, series=series)
