@@ -125,23 +125,35 @@ def inspect(
     raise typer.Exit(analysis.exit_code())
 
 
+def _clean(value: object) -> str:
+    """Bundle text for a terminal: no control characters (ESC sequences could retitle,
+    recolour or write the clipboard of the reader's terminal) and no bidi overrides."""
+    from .render import text
+
+    return text(value)
+
+
 def _print_inventory(analysis) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Bundle text goes in as Text, never as markup: a member named "[/yellow]" must
+    # neither crash rich nor restyle the table.
     con = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    t = Table(title=f"{analysis.bundle.source}  ({len(analysis.artifacts)} members, "
-                    f"{len(analysis.rounds)} rounds)")
+    t = Table(title=Text(_clean(f"{analysis.bundle.source}  ({len(analysis.artifacts)} "
+                                f"members, {len(analysis.rounds)} rounds)")))
     for col in ("round", "kind", "path", "captured at", "time from", "status", "message"):
         t.add_column(col, overflow="fold")
     for a in analysis.artifacts:
         when = a.captured_at.strftime("%Y-%m-%d %H:%M:%S") if a.captured_at else ""
         fmt = a.result.meta.get("format") if a.result else None
         kind = f"{a.kind} ({fmt})" if fmt and fmt != a.kind else a.kind
-        t.add_row(str(a.round), kind, a.path, when, a.time_source, a.status, a.message)
+        t.add_row(*(Text(_clean(v)) for v in (a.round, kind, a.path, when, a.time_source,
+                                              a.status, a.message)))
     con.print(t)
     for w in analysis.bundle.warnings:
-        con.print(f"[yellow]warning[/yellow] {w.path}: {w.message}", markup=True,
+        con.print(Text.assemble(("warning", "yellow"), " ", _clean(f"{w.path}: {w.message}")),
                   highlight=False)
 
 
@@ -162,7 +174,7 @@ def tables(
         name = path.stem
         typer.echo(f"{name:16} {len(analysis.tables[name]):>9} rows  {path}")
     for w in analysis.warnings:
-        _err(f"warning: {w['path']}: {w['message']}")
+        _err(_clean(f"warning: {w['path']}: {w['message']}"))
     raise typer.Exit(analysis.exit_code())
 
 
@@ -217,12 +229,12 @@ def analyze(
         path = Path(output) if output else Path(f"{analysis.bundle.bundle_id}-report.{fmt.value}")
         _write_out(lambda: _write_text(path, text), path)
         for line in summary_lines(analysis):
-            typer.echo(line)
+            typer.echo(_clean(line))
         typer.echo(f"report: {path}")
     if tables_out is not None:
         _write_out(lambda: analysis.tables.write_parquet(tables_out), tables_out)
     for w in analysis.warnings:
-        _err(f"warning: {w['path']}: {w['message']}")
+        _err(_clean(f"warning: {w['path']}: {w['message']}"))
     code = analysis.exit_code()
     if fail_on is not None and code != 4:
         order = [s.value for s in Severity]

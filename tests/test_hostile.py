@@ -703,6 +703,24 @@ def test_exit_codes_say_what_happened(tmp_path, dump):
     assert code == 2 and "cannot write" in err
 
 
+def test_terminal_output_cannot_be_styled_or_escaped(tmp_path, dump):
+    """Member names reach the terminal too (inspect's table, warnings on stderr): rich
+    markup in them is shown as typed (it used to crash ``inspect``), and escape sequences
+    (recolour, hyperlink, retitle) never reach the reader's terminal."""
+    esc = "x\x1b[31mred\x1b]8;;http://evil.example\x1b\\link\x1b]0;title\x07.txt"
+    p = tar_bundle(tmp_path / "term.tar", [("[/yellow].txt", b"abc"), ("round-1/" + esc, b""),
+                                           ("[red]goroutines[/red].txt", dump),
+                                           ("../[bold]up.txt", b"x")])
+    code, out, err = cli("inspect", str(p))
+    assert code == 3
+    assert "[/yellow].txt" in out and "[red]goroutines[/red].txt" in out
+    assert "warning ../[bold]up.txt: skipped: absolute path or '..' in member name" in out
+    code2, out2, err2 = cli("analyze", str(p), "-o", str(tmp_path / "r.md"))
+    assert code2 == 3 and "round-1/x\ufffd[31mred" in err2
+    for text in (out, err, out2, err2):
+        assert "\x1b" not in text and "\x07" not in text
+
+
 # --------------------------------------------------------------------------- limits
 def _spin(data: bytes, ctx: ParseContext) -> ParseResult:
     """A pure-Python parser stuck in a loop that even swallows its own exceptions."""
