@@ -23,7 +23,7 @@ from . import __version__
 from .bundle import Bundle, BundleError, BundleWarning, Limits, read_bundle
 from .inventory import Artifact, assign_times_and_rounds, cap_artifacts, identify
 from .parsers import available, load
-from .parsers.base import ParseContext, ParseError
+from .parsers.base import NotUsed, ParseContext, ParseError
 from .schema import CONTEXT_FREE, Tables, conform
 
 # Exit codes, documented in the CLI help and README.
@@ -127,6 +127,9 @@ def parse_artifact(art: Artifact, pid: int | None = None, seconds: float | None 
         art.status = "failed"
         art.message = (f"{art.kind} parser stopped after {seconds:g} s (per-parser time "
                        "budget, --parser-seconds); nothing of this artifact was used")
+        return
+    except NotUsed as exc:
+        art.status, art.message = "ignored", str(exc)
         return
     except ParseError as exc:
         art.status, art.message = "failed", str(exc)

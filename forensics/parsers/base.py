@@ -24,6 +24,11 @@ class ParseError(Exception):
     """The artifact as a whole is unusable; the message says why, for the report."""
 
 
+class NotUsed(ParseError):
+    """Recognised, and deliberately not analysed (a CPU profile, a routing table): listed
+    as ignored with the reason, not as a failure, since nothing is wrong with it."""
+
+
 @dataclass(frozen=True)
 class ParseWarning:
     """A specific problem in one artifact: where (line or byte offset) and what."""

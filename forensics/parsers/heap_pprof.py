@@ -42,7 +42,7 @@ from .. import gosym
 from ..schema import COMMON, arrow_schema, nulls, pandas_dtype
 from ..stacks import Frame
 from . import profile_proto as pb
-from .base import ParseContext, ParseError, ParseResult
+from .base import NotUsed, ParseContext, ParseError, ParseResult
 
 KIND = "heap_pprof"
 TABLES = ("heap_samples", "stacks", "heap_profiles", "goroutines", "goroutine_leaks")
@@ -798,8 +798,8 @@ def load_profile(data: bytes, result: ParseResult | None = None,
         raise ParseError("empty file")
     raw = _inflate(data, result)
     if _legacy_cpu(raw):
-        raise ParseError("legacy binary CPU profile (pre-protobuf format): "
-                         "not used for leak analysis")
+        raise NotUsed("legacy binary CPU profile (pre-protobuf format): "
+                      "not used for leak analysis")
     prof = _decode(raw)
     text = _Strings(prof.string_table)
     types = [(text(t.type), text(t.unit)) for t in prof.sample_type]
@@ -808,7 +808,7 @@ def load_profile(data: bytes, result: ParseResult | None = None,
     if accept is not None and kind not in accept:
         label = _KIND_LABEL.get(kind, kind)
         described = ", ".join(f"{t}/{u}" for t, u in types) or "no sample types"
-        raise ParseError(f"{label} profile ({described}): not used for leak analysis")
+        raise NotUsed(f"{label} profile ({described}): not used for leak analysis")
     n_types = len(types)
     samples = _decode_samples(prof.sample, n_types) if n_types else None
     if samples is None:

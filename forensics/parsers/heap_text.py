@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import ParseContext, ParseError, ParseResult, decode_text
+from .base import NotUsed, ParseContext, ParseError, ParseResult, decode_text
 from .heap_pprof import (
     HEAP_TYPES,
     LocationBuilder,
@@ -113,10 +113,11 @@ def _header(text: str) -> tuple[Header, int, int]:
     text is instead."""
     m = _HEADER.search(text)
     if m is None:
-        raise ParseError(_what_else(text))
+        message = _what_else(text)
+        raise (NotUsed if "not used for leak analysis" in message else ParseError)(message)
     variant, n = m.group(5), m.group(6)
     if variant in ("growthz", "growth"):
-        raise ParseError("heap growth profile (gperftools growthz): lists where the heap "
+        raise NotUsed("heap growth profile (gperftools growthz): lists where the heap "
                          "grew, not live objects; not used for leak analysis")
     if variant not in ("heap", "heap_v2", "heapz_v2", "heapz", "heapprofile"):
         raise ParseError(f"'heap profile' header with unknown sampling '{variant}'")

@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 
 from ..schema import COMMON, conform
-from .base import ParseContext, ParseError, ParseResult, decode_text
+from .base import NotUsed, ParseContext, ParseError, ParseResult, decode_text
 from .netaddr import normalize_state, service_port, split_endpoint
 
 KIND = "netstat"
@@ -141,21 +141,25 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     result.meta["format"] = fmt
     result.meta["skipped"] = skipped
     if not rows:
-        raise ParseError(_why_no_rows(text, skipped))
+        message, not_connections = _why_no_rows(text, skipped)
+        raise (NotUsed if not_connections else ParseError)(message)
     df = pd.DataFrame.from_records(rows, columns=list(_COLUMNS))
     result.tables["sockets"] = _own(df, "sockets")
     return result
 
 
-def _why_no_rows(text: str, skipped: dict[str, int]) -> str:
+def _why_no_rows(text: str, skipped: dict[str, int]) -> tuple[str, bool]:
+    """Why no row came out, and whether the text is a netstat table that simply holds no
+    connections (interfaces, routes, statistics) rather than something broken."""
     if _SS_HINT.search(text):
-        return "ss output, not netstat: parse it as ss"
+        return "ss output, not netstat: parse it as ss", False
     for pattern, message in _NOT_CONNECTIONS:
         if pattern.search(text):
-            return message
+            return message, True
     if skipped:
-        return "netstat output without TCP/UDP/UNIX rows (only " + ", ".join(sorted(skipped)) + ")"
-    return "no netstat connection rows found"
+        return ("netstat output without TCP/UDP/UNIX rows (only "
+                + ", ".join(sorted(skipped)) + ")"), False
+    return "no netstat connection rows found", False
 
 
 # --- the line loop ------------------------------------------------------------------------
