@@ -110,8 +110,13 @@ def verdict(analysis) -> dict[str, Any]:
         text = "Nothing usable in this bundle: see the artifacts section for why."
     elif leaking:
         top = analysis.call_sites[0] if analysis.call_sites else None
-        where = (f" Most likely site: {top.function} ({top.file}:{top.line})." if top else
-                 " The bundle cannot name the call site (see the findings for what to capture).")
+        if top is None:
+            where = " The bundle cannot name the call site (see the findings for what to capture)."
+        elif top.inferred:
+            where = (f" Most likely site, inferred from the pool calls the service makes (no live "
+                     f"object's stack names it): {top.function} ({top.file}:{top.line}).")
+        else:
+            where = f" Most likely site: {top.function} ({top.file}:{top.line})."
         text = f"Connection leak detected ({SEVERITIES[worst]}).{where}"
     elif analysis.findings:
         text = "No connection leak detected; minor observations below."
