@@ -71,6 +71,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..schema import conform
 from ..stacks import Frame, StackTable, text_hash
@@ -154,9 +155,6 @@ def parse_state(bracket: str) -> State:
                 leaked = leaked or flag == "leaked"
                 stripped = True
     return State(" ".join(state.split()), minutes, locked, leaked)
-
-
-_STATE_CACHE: dict[str, State] = {}
 
 
 def signature_id(state: str | None, stack_id: int | None, created_by: str | None) -> int:
@@ -520,6 +518,14 @@ def _split_parent(body: str) -> tuple[str, int | None]:
     return body[:j] + body[eol:], int(digits)
 
 
+def _starts_last_line(text: str, prefix: str) -> bool:
+    """Whether the last line of ``text``, indentation aside, starts with ``prefix``."""
+    start = text.rfind("\n") + 1
+    if text.startswith(prefix, start):  # the usual case: no copy of the line
+        return True
+    return text[start:].lstrip().startswith(prefix)
+
+
 def _normalize(text: str) -> str:
     text = _ARGS.sub("()", text)
     if " fp=0x" in text:
@@ -538,8 +544,16 @@ class _Debug2:
 
     def __init__(self, text: str, out: _Out, result: ParseResult, fmt: str) -> None:
         self.text, self.out, self.result, self.fmt = text, out, result, fmt
-        self.cache: dict[str | tuple[str, ...], _Block] = {}
-        self.rows: list[tuple] = []  # (goroutine_id, State | None, _Block, parent, signature)
+        # Distinct blocks and header brackets; every goroutine is a row of four parallel
+        # lists (block index, bracket index or -1, id digits or None, parent or None), so
+        # the loop only appends and the columns are gathered from the distinct values.
+        self.cache: dict[str | tuple[str, ...], int] = {}
+        self.blocks: list[_Block] = []
+        self.brackets: dict[str, int] = {}
+        self.row_block: list[int] = []
+        self.row_bracket: list[int] = []
+        self.row_id: list[str | None] = []
+        self.row_parent: list[int | None] = []
         self.parts: list[str | None] = []
         self.lines_upto = (0, 0)  # (parts index, newlines before it): lazy, for warnings
         self.ancestors = 0
@@ -567,8 +581,7 @@ class _Debug2:
         """A ``goroutine P`` at a line end: the parent id if it ends the block's first
         ``created by F in`` line, else plain text to put back."""
         prev = pieces[-1]
-        if parent is None and prev.endswith(" in ") and \
-                prev[prev.rfind("\n") + 1:].lstrip().startswith("created by "):
+        if parent is None and prev.endswith(" in ") and _starts_last_line(prev, "created by "):
             pieces.append(piece)
             value = int(parent_s)
             return value if value <= _INT64_MAX else None
@@ -583,18 +596,22 @@ class _Debug2:
             self._preamble("".join(pieces), last)
             return
         gid_s, bracket, at = header
-        blk = None if last else self.cache.get(key)
-        if blk is None:
-            blk = self._block("".join(pieces), last, at)
+        bi = None if last else self.cache.get(key)
+        if bi is None:
+            bi = self._add_block(self._block("".join(pieces), last, at))
             if not last:  # a tail may be cut: never share its parse with complete blocks
-                self.cache[key] = blk
-        st = _STATE_CACHE.get(bracket)
-        if st is None:
-            st = _STATE_CACHE[bracket] = parse_state(bracket)
-        gid = int(gid_s)
-        self.rows.append((gid if gid <= _INT64_MAX else None, st, blk,
-                          blk.parent if parent is None else parent,
-                          self.out.signature(st.state, blk.stack_id, blk.created_by)))
+                self.cache[key] = bi
+        si = self.brackets.get(bracket)
+        if si is None:
+            si = self.brackets[bracket] = len(self.brackets)
+        self.row_block.append(bi)
+        self.row_bracket.append(si)
+        self.row_id.append(gid_s)
+        self.row_parent.append(parent)
+
+    def _add_block(self, blk: _Block) -> int:
+        self.blocks.append(blk)
+        return len(self.blocks) - 1
 
     def _line_of(self, at: int) -> int:
         """1-based line where parts[at] starts (counted lazily: warnings only)."""
@@ -631,39 +648,110 @@ class _Debug2:
         if blk.frames:
             self.result.warn("stack without a goroutine header (the paste starts "
                              "mid-goroutine): kept as one goroutine with no id", line=1)
-            sig = self.out.signature(None, blk.stack_id, blk.created_by)
-            self.rows.append((None, None, blk, blk.parent if parent is None else parent, sig))
+            self.row_block.append(self._add_block(blk))
+            self.row_bracket.append(-1)
+            self.row_id.append(None)
+            self.row_parent.append(parent)
 
-    def columns(self) -> dict[str, list]:
-        """Row tuples -> the ``goroutines`` columns."""
-        rows = self.rows
-        sts = [r[1] for r in rows]
-        blks = [r[2] for r in rows]
-        return {
-            "goroutine_id": [r[0] for r in rows],
-            "count": [1] * len(rows),
-            "state": [s.state if s else None for s in sts],
-            "wait_minutes": [s.wait_minutes if s else None for s in sts],
-            "locked_to_thread": [s.locked_to_thread if s else None for s in sts],
-            "leaked": [s.leaked if s else None for s in sts],
-            "stack_id": [b.stack_id for b in blks],
-            "created_by": [b.created_by for b in blks],
-            "created_by_file": [b.created_by_file for b in blks],
-            "created_by_line": [b.created_by_line for b in blks],
-            "parent_goroutine_id": [r[3] for r in rows],
-            "frames_elided": [b.elided for b in blks],
-            "signature_id": [r[4] for r in rows],
-            "labels": [None] * len(rows),
-            "format": [self.fmt] * len(rows),
-        }
+    def __len__(self) -> int:
+        return len(self.row_block)
+
+    def frame(self) -> pd.DataFrame:
+        """The ``goroutines`` rows: per-row indices into the distinct blocks and header
+        states, gathered column by column (no Python work per goroutine)."""
+        n = len(self.row_block)
+        blk = np.fromiter(self.row_block, np.int64, n)
+        st = np.fromiter(self.row_bracket, np.int64, n)
+        has_st = st >= 0
+        st_at = np.where(has_st, st, 0)
+        states = [parse_state(b) for b in self.brackets] or [State("", None, False, False)]
+        blocks = self.blocks
+
+        def per_block(values: list, dtype: type) -> np.ndarray:
+            return np.array(values, dtype=dtype)[blk]
+
+        def per_state(values: list, dtype: type) -> np.ndarray:
+            return np.array(values, dtype=dtype)[st_at]
+
+        sid = [b.stack_id for b in blocks]
+        line = [b.created_by_line for b in blocks]
+        minutes = [s.wait_minutes for s in states]
+        return pd.DataFrame({
+            "goroutine_id": _ids(self.row_id),
+            "count": pd.arrays.IntegerArray(np.ones(n, np.int64), np.zeros(n, bool)),
+            "state": _take_strings([s.state for s in states], st_at, ~has_st),
+            "wait_minutes": pd.arrays.IntegerArray(
+                per_state([m or 0 for m in minutes], np.int64),
+                ~has_st | per_state([m is None for m in minutes], bool)),
+            "locked_to_thread": pd.arrays.BooleanArray(
+                per_state([s.locked_to_thread for s in states], bool), ~has_st),
+            "leaked": pd.arrays.BooleanArray(per_state([s.leaked for s in states], bool),
+                                             ~has_st),
+            "stack_id": pd.arrays.IntegerArray(per_block([x or 0 for x in sid], np.int64),
+                                               per_block([x is None for x in sid], bool)),
+            "created_by": _take_strings([b.created_by for b in blocks], blk),
+            "created_by_file": _take_strings([b.created_by_file for b in blocks], blk),
+            "created_by_line": pd.arrays.IntegerArray(
+                per_block([x or 0 for x in line], np.int64),
+                per_block([x is None for x in line], bool)),
+            "parent_goroutine_id": self._parents(blk),
+            "frames_elided": pd.arrays.BooleanArray(per_block([b.elided for b in blocks], bool),
+                                                    np.zeros(n, bool)),
+            "signature_id": self._signatures(blk, st, states),
+            "format": _take_strings([self.fmt], np.zeros(n, np.int64)),
+        }, copy=False)
+
+    def _parents(self, blk: np.ndarray) -> pd.arrays.IntegerArray:
+        """The ``in goroutine P`` of each row, else the one its block text kept."""
+        parents = _nullable(self.row_parent, np.int64, pd.arrays.IntegerArray)
+        kept = [b.parent for b in self.blocks]
+        if any(p is not None for p in kept):
+            from_block = _nullable(kept, np.int64, pd.arrays.IntegerArray)[blk]
+            parents = parents.fillna(from_block) if parents.isna().any() else parents
+        return parents
+
+    def _signatures(self, blk: np.ndarray, st: np.ndarray, states: list[State],
+                    ) -> pd.arrays.IntegerArray:
+        """:func:`signature_id` once per distinct (header state, block) pair."""
+        pair = st * len(self.blocks) + blk + len(self.blocks)  # st = -1 stays distinct
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        sigs = []
+        for p in uniq.tolist():
+            s, b = divmod(p - len(self.blocks), len(self.blocks))
+            block = self.blocks[b]
+            state = states[s].state if s >= 0 else None
+            sigs.append(self.out.signature(state, block.stack_id, block.created_by))
+        values = np.array(sigs, dtype=np.int64)[inverse.reshape(-1)]
+        return pd.arrays.IntegerArray(values, np.zeros(len(values), bool))
 
     def repeated_ids(self) -> int:
-        ids = [r[0] for r in self.rows if r[0] is not None]
+        ids = [i for i in self.row_id if i is not None]
         return len(ids) - len(set(ids))
 
     def unavailable(self) -> int:
         """Goroutines printed as ``goroutine running on other thread; stack unavailable``."""
-        return sum(1 for r in self.rows if r[2].unavailable)
+        flags = np.array([b.unavailable for b in self.blocks] or [False], bool)
+        return int(flags[np.fromiter(self.row_block, np.int64, len(self.row_block))].sum())
+
+
+def _ids(digits: list[str | None]) -> pd.arrays.IntegerArray:
+    """Goroutine ids from their header digits; None (no header, or beyond int64) is null."""
+    n = len(digits)
+    try:
+        values = np.array(digits, dtype=np.int64) if n else np.zeros(0, np.int64)
+        return pd.arrays.IntegerArray(values, np.zeros(n, bool))
+    except (TypeError, ValueError, OverflowError):  # a None or a 19-digit id: one by one
+        ints = [int(d) if d is not None and int(d) <= _INT64_MAX else None for d in digits]
+        return _nullable(ints, np.int64, pd.arrays.IntegerArray)
+
+
+def _take_strings(values: list[str | None], index: np.ndarray,
+                  mask: np.ndarray | None = None) -> pd.api.extensions.ExtensionArray:
+    """A string column: the distinct ``values`` gathered by ``index`` (null where
+    ``mask``), built in Arrow rather than as one Python string per row."""
+    arr = pa.array(values or [None], pa.large_string())
+    taken = arr.take(pa.array(index, mask=mask))
+    return pd.array(taken, dtype="string")
 
 
 # --- debug=1 and goroutineleak -----------------------------------------------------------
@@ -860,7 +948,7 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     if not sections or _HEADER.search(text):
         dump = _Debug2(_normalize(text), out, result, _dump_format(text))
         dump.run()
-    if not (dump and dump.rows) and not out.g["count"] and not out.leaks["count"] \
+    if not (dump and len(dump)) and not out.g["count"] and not out.leaks["count"] \
             and not sections:
         raise _reject(text)
     _finish(result, out, counted, dump)
@@ -868,22 +956,24 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
 
 
 def _finish(result: ParseResult, out: _Out, counted: _Counted, dump: _Debug2 | None) -> None:
-    cols = dump.columns() if dump is not None else {c: [] for c in _G_COLS}
-    for name in _G_COLS:
-        cols[name].extend(out.g[name])  # debug=1 records after the debug=2 goroutines
-    result.tables["goroutines"] = _frame(cols, "goroutines")
+    parts = [dump.frame()] if dump is not None and len(dump) else []
+    if out.g["count"]:  # debug=1 records after the debug=2 goroutines
+        parts.append(_frame(out.g, "goroutines"))
+    goroutines = conform(pd.concat(parts, ignore_index=True) if len(parts) > 1 else
+                         parts[0] if parts else pd.DataFrame(), "goroutines")
+    result.tables["goroutines"] = goroutines
     result.tables["goroutine_leaks"] = _frame(out.leaks, "goroutine_leaks")
     result.tables["stacks"] = out.stacks.to_frame()
     meta = result.meta
-    if dump is not None and dump.rows:
+    if dump is not None and len(dump):
         meta["format"] = dump.fmt
     elif counted.sections["goroutine"]:
         meta["format"] = DEBUG1
     else:
         meta["format"] = LEAK
-    meta["goroutines"] = int(sum(cols["count"]))
+    meta["goroutines"] = int(goroutines["count"].sum())
     meta["distinct_stacks"] = len(out.stacks)
-    meta["signatures"] = len(set(cols["signature_id"]))
+    meta["signatures"] = int(goroutines["signature_id"].nunique(dropna=False))
     if counted.sections["goroutine"]:
         meta["profile_total"] = counted.totals["goroutine"]
     if counted.sections["goroutineleak"]:
