@@ -1,0 +1,3 @@
+module github.com/acme-retail/bigdump
+
+go 1.19
