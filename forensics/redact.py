@@ -91,6 +91,7 @@ class Redactor:
     hosts: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
     _cache: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
+    _ips: dict[str, str | None] = field(default_factory=dict, repr=False)
     _host_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _user_rx: re.Pattern[str] | None = field(default=None, repr=False)
 
@@ -107,6 +108,14 @@ class Redactor:
     def ip(self, value: str) -> str | None:
         """The token of an IP literal, the literal itself when it is not worth masking,
         None when ``value`` is no IP at all."""
+        if value in self._ips:
+            return self._ips[value]
+        out = self._ip(value)
+        if len(self._ips) < 100_000:
+            self._ips[value] = out
+        return out
+
+    def _ip(self, value: str) -> str | None:
         try:
             addr = ipaddress.ip_address(value)
         except ValueError:
