@@ -7,9 +7,11 @@ Detectors read only this and the tables; each is then a short rule about one pat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from .gosym import APP
@@ -84,7 +86,7 @@ class StackInfo:
 class Evidence:
     tables: Tables
     rounds: list[int]
-    stacks: dict[int, StackInfo]
+    stacks: Mapping[int, StackInfo]
     #: goroutine buckets: round, stack_id, state, count, wait_min, wait_max, leaked,
     #: sig (signature id or ""), role, leak_kind, site_* (first app frame), parents.
     goroutines: pd.DataFrame
@@ -93,10 +95,12 @@ class Evidence:
     heap: pd.DataFrame
     heap_profiles: pd.DataFrame
     series: dict[str, dict[int, dict[str, float]]]
-    #: every heap stack with an app frame and the pool call it makes (alloc or inuse):
-    #: round, stack_id, pool_call, http_client, alloc_objects, inuse_objects, site_*.
-    #: Allocation history shows which app lines ever begin a Tx or query, even when the
-    #: sampling rate hides the leaked objects themselves.
+    #: every heap stack with an app frame that calls a database/sql pool entry point or
+    #: the net/http client, and the pool call it makes (alloc or inuse): round, stack_id,
+    #: pool_call, http_client, alloc_objects, inuse_objects, site_*. Allocation history
+    #: shows which app lines ever begin a Tx or query, even when the sampling rate hides
+    #: the leaked objects themselves. (Other stacks are left out: there are 10^5 of them
+    #: in a big profile and no rule reads them.)
     heap_calls: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: buckets of the goroutineleak profile (same columns as ``goroutines``).
     leak_profile: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -131,19 +135,109 @@ class Evidence:
         return self.rounds_with("heap_samples")
 
 
-def stack_infos(stacks: pd.DataFrame) -> dict[int, StackInfo]:
-    out: dict[int, StackInfo] = {}
-    if not len(stacks):
-        return out
-    s = stacks.sort_values(["stack_id", "depth"])
-    for sid, g in s.groupby("stack_id", sort=False):
-        out[int(sid)] = StackInfo(
-            functions=[str(x) for x in g["function"].fillna("")],
-            files=[str(x) for x in g["file"].fillna("")],
-            lines=[int(x) if pd.notna(x) else None for x in g["line"]],
-            classes=[str(x) for x in g["frame_class"].fillna("")],
+class StackIndex(Mapping[int, StackInfo]):
+    """stack_id -> :class:`StackInfo`, built on first use of each stack.
+
+    A heap profile of a big service has 500k stacks and 15M ``stacks`` rows; a Python
+    object per stack would cost seconds and gigabytes, and detectors look at a few
+    hundred stacks (goroutine buckets, connection-holding allocation sites). So the
+    table's columns are kept as arrays with each stack's row range, and a StackInfo is
+    made only for a stack that is asked for.
+    """
+
+    def __init__(self, stacks: pd.DataFrame) -> None:
+        self._infos: dict[int, StackInfo] = {}
+        self._runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._table = stacks
+        self._sorted = False
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted stack ids, start row, end row): a stack's rows are the run from its
+        depth-0 row to the next depth-0 row, as every parser writes them. A run that is
+        not depths 0, 1, 2, ... of one stack means an unordered table (e.g. one put
+        together by hand): it is then sorted once, see :meth:`_regroup`."""
+        if self._runs is None:
+            st = self._table
+            sid = st["stack_id"].to_numpy(dtype=np.int64, na_value=-1)
+            starts = np.flatnonzero((st["depth"] == 0).to_numpy(dtype=bool, na_value=False))
+            ends = np.r_[starts[1:], len(sid)].astype(np.int64)
+            ids = sid[starts]
+            order = np.argsort(ids, kind="stable")
+            self._runs = (ids[order], starts[order], ends[order])
+        return self._runs
+
+    def _find(self, sid: int) -> tuple[int, int] | None:
+        ids, starts, ends = self._index()
+        i = int(np.searchsorted(ids, sid))
+        if i >= len(ids) or ids[i] != sid:
+            return None
+        return int(starts[i]), int(ends[i])
+
+    def _regroup(self) -> None:
+        st = self._table
+        st = st[st["stack_id"].notna() & st["depth"].notna()]
+        st = st.sort_values(["stack_id", "depth"], kind="stable")
+        self._table = st.drop_duplicates(["stack_id", "depth"]).reset_index(drop=True)
+        self._runs, self._sorted = None, True
+
+    def _column(self, name: str, start: int, end: int) -> list:
+        col = self._table[name].iloc[start:end]
+        if name == "line":
+            return [int(x) if pd.notna(x) else None for x in col]
+        return ["" if pd.isna(x) else str(x) for x in col]
+
+    def __getitem__(self, sid: int) -> StackInfo:
+        info = self._infos.get(sid)
+        if info is not None:
+            return info
+        rows = self._find(sid)
+        if rows is None:
+            raise KeyError(sid)
+        start, end = rows
+        run = self._table.iloc[start:end]
+        if not self._sorted and not (
+                (run["stack_id"] == sid).all()
+                and (run["depth"].to_numpy(dtype=np.int64, na_value=-1)
+                     == np.arange(end - start)).all()):
+            self._regroup()
+            return self[sid]
+        info = self._infos[sid] = StackInfo(
+            functions=self._column("function", start, end),
+            files=self._column("file", start, end),
+            lines=self._column("line", start, end),
+            classes=self._column("frame_class", start, end),
         )
-    return out
+        return info
+
+    def __contains__(self, sid: object) -> bool:
+        try:
+            return self._find(int(sid)) is not None  # type: ignore[call-overload]
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.unique(self._index()[0]).tolist())
+
+    def __len__(self) -> int:
+        return len(np.unique(self._index()[0]))
+
+    def with_function(self, test: Callable[[str], bool]) -> set[int]:
+        """Stacks with a frame whose function passes ``test``: the test runs once per
+        distinct function, the selection is vectorized over the rows."""
+        st = self._table
+        if not len(st):
+            return set()
+        fn = st["function"]
+        if not isinstance(fn.dtype, pd.CategoricalDtype):
+            fn = fn.astype("category")
+        hit = np.array([test(str(c)) for c in fn.cat.categories] + [False], bool)
+        rows = hit[fn.cat.codes.to_numpy()]  # code -1 (null) takes the trailing False
+        ids = st["stack_id"].to_numpy(dtype=np.int64, na_value=-1)[rows]
+        return set(np.unique(ids[ids >= 0]).tolist())
+
+
+def stack_infos(stacks: pd.DataFrame) -> StackIndex:
+    return StackIndex(stacks)
 
 
 def _match_signature(info: StackInfo | None, state: str | None):
@@ -164,15 +258,23 @@ def _is_dumper(info: StackInfo | None) -> bool:
     return info is not None and any(fn.startswith(DUMPER_FRAMES) for fn in info.functions[:12])
 
 
-def bucket_goroutines(gr: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataFrame:
+def _normal_states(state: pd.Series) -> pd.Series:
+    """Wait reasons with Go 1.2x's lock names folded into ``semacquire`` (worked out per
+    distinct state, not per goroutine); null stays None."""
+    codes, uniques = pd.factorize(state)
+    normal = np.array([_NORMAL_STATES.get(u, u) if u else None for u in uniques] + [None],
+                      dtype=object)
+    return pd.Series(normal[codes], index=state.index, dtype=object)
+
+
+def bucket_goroutines(gr: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.DataFrame:
     cols = ["round", "stack_id", "state", "count", "wait_min", "wait_max", "leaked", "sig",
             "role", "leak_kind", "site_function", "site_file", "site_line", "pool_call",
             "parents", "created_by"]
     if not len(gr):
         return pd.DataFrame(columns=cols)
     g = gr[gr["stack_id"].notna()].copy()
-    g["state"] = g["state"].astype("object").where(g["state"].notna(), None)
-    g["state"] = g["state"].map(lambda s: _NORMAL_STATES.get(s, s) if s else s)
+    g["state"] = _normal_states(g["state"])
     g["count"] = g["count"].fillna(1).astype("int64")
     keyed = g.assign(state_key=g["state"].fillna(""), cb=g["created_by"].fillna(""))
     agg = keyed.groupby(["round", "stack_id", "state_key", "cb"], sort=False).agg(
@@ -208,11 +310,13 @@ def bucket_goroutines(gr: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.Data
     return pd.DataFrame(rows, columns=cols)
 
 
-def bucket_heap(samples: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataFrame:
+def bucket_heap(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.DataFrame:
     cols = ["round", "stack_id", "heap_site", "leak_kind", "object", "inuse_objects",
             "inuse_space", "alloc_objects", "site_function", "site_file", "site_line"]
     if not len(samples):
         return pd.DataFrame(columns=cols)
+    candidates = _stacks_calling(stacks, lambda fn: fn.startswith(_HEAP_SITE_FRAMES))
+    samples = samples[samples["stack_id"].isin(candidates)]
     per_stack = samples.groupby(["round", "stack_id"], sort=False)[
         ["inuse_objects", "inuse_space", "alloc_objects"]].sum().reset_index()
     matched: dict[int, tuple] = {}
@@ -250,11 +354,13 @@ def bucket_heap(samples: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataF
     return pd.DataFrame(rows, columns=cols)
 
 
-def heap_call_sites(samples: pd.DataFrame, stacks: dict[int, StackInfo]) -> pd.DataFrame:
+def heap_call_sites(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.DataFrame:
     cols = ["round", "stack_id", "pool_call", "http_client", "alloc_objects", "inuse_objects",
             "site_function", "site_file", "site_line"]
     if not len(samples):
         return pd.DataFrame(columns=cols)
+    candidates = _stacks_calling(stacks, _pool_or_http_call)
+    samples = samples[samples["stack_id"].isin(candidates)]
     per_stack = samples.groupby(["round", "stack_id"], sort=False)[
         ["alloc_objects", "inuse_objects"]].sum().reset_index()
     rows = []
@@ -282,7 +388,28 @@ HTTP_CLIENT_METHODS = ("net/http.(*Client).",)
 
 
 def calls_http_client(functions: list[str]) -> bool:
-    return any(fn in HTTP_CLIENT_FUNCS or fn.startswith(HTTP_CLIENT_METHODS) for fn in functions)
+    return any(_http_client_call(fn) for fn in functions)
+
+
+def _http_client_call(fn: str) -> bool:
+    return fn in HTTP_CLIENT_FUNCS or fn.startswith(HTTP_CLIENT_METHODS)
+
+
+_HEAP_SITE_FRAMES = tuple(f for hs in HEAP_SITES for f in hs.frames)
+_POOL_PREFIXES = tuple(POOL_CALLS)
+
+
+def _pool_or_http_call(fn: str) -> bool:
+    """A frame that can make :meth:`StackInfo.pool_call` or :func:`calls_http_client`
+    say something (a necessary condition, tested once per distinct function)."""
+    return fn.startswith(_POOL_PREFIXES) or _http_client_call(fn)
+
+
+def _stacks_calling(stacks: Mapping[int, StackInfo], test: Callable[[str], bool]) -> set[int]:
+    """Stacks with a frame passing ``test``, vectorized when ``stacks`` is an index."""
+    if isinstance(stacks, StackIndex):
+        return stacks.with_function(test)
+    return {sid for sid, info in stacks.items() if any(test(fn) for fn in info.functions)}
 
 
 def build(tables: Tables, rounds: list[int], series: dict, manifest: dict) -> Evidence:

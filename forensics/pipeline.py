@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -24,7 +25,7 @@ from .bundle import Bundle, BundleError, BundleWarning, Limits, read_bundle
 from .inventory import Artifact, assign_times_and_rounds, cap_artifacts, identify
 from .parsers import available, load
 from .parsers.base import NotUsed, ParseContext, ParseError
-from .schema import CONTEXT_FREE, Tables, conform
+from .schema import CONTEXT_FREE, Tables, concat, conform
 
 # Exit codes, documented in the CLI help and README.
 EXIT_OK = 0
@@ -154,7 +155,13 @@ def parse_artifact(art: Artifact, pid: int | None = None, seconds: float | None 
 
 
 def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
-    """Concatenate every artifact's tables, adding the common context columns."""
+    """Concatenate every artifact's tables, adding the common context columns.
+
+    Nothing is copied that does not change: a heap profile's ``stacks`` table has a row
+    per frame of every stack (10^7 rows for a big service). Stacks are shared by content
+    hash, so a stack already listed by an earlier artifact is not listed again; each
+    parser gives one row per (stack_id, depth) of its own stacks.
+    """
     parts: dict[str, list[pd.DataFrame]] = {}
     for a in arts:
         if a.result is None:
@@ -162,25 +169,52 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
         for name, df in a.result.tables.items():
             if df is None or len(df) == 0:
                 continue
-            df = df.copy()
             if name not in CONTEXT_FREE:
-                df["bundle_id"] = bundle.bundle_id
-                df["round"] = a.round
-                df["captured_at"] = pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT
-                df["source"] = a.path
-                # Only per-process listings inherit the artifact's pid: /proc/PID/net/tcp
-                # lists the whole network namespace, not the process's own sockets.
-                if name in PER_PROCESS_TABLES and "pid" in df.columns and a.pid is not None:
-                    df["pid"] = df["pid"].fillna(a.pid) if df["pid"].notna().any() else a.pid
+                df = with_context(df, name, bundle, a)
             parts.setdefault(name, []).append(conform(df, name))
     tables = Tables()
     for name, dfs in parts.items():
-        df = pd.concat(dfs, ignore_index=True) if len(dfs) > 1 else dfs[0]
         if name == "stacks":
-            df = df.drop_duplicates(["stack_id", "depth"], ignore_index=True)
-        tables[name] = df
+            dfs = new_stacks_only(dfs)
+        tables[name] = concat(dfs, name)
     tables["artifacts"] = artifacts_frame(bundle, arts)
     return tables
+
+
+def with_context(df: pd.DataFrame, name: str, bundle: Bundle, a: Artifact) -> pd.DataFrame:
+    """The artifact's rows with bundle_id, round, captured_at and source (and the pid of
+    per-process listings); the parser's own columns are shared, not copied."""
+    extra: dict[str, object] = {
+        "bundle_id": bundle.bundle_id,
+        "round": a.round,
+        "captured_at": pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT,
+        "source": a.path,
+    }
+    # Only per-process listings inherit the artifact's pid: /proc/PID/net/tcp
+    # lists the whole network namespace, not the process's own sockets.
+    if name in PER_PROCESS_TABLES and "pid" in df.columns and a.pid is not None:
+        extra["pid"] = df["pid"].fillna(a.pid) if df["pid"].notna().any() else a.pid
+    return df.assign(**extra)
+
+
+def new_stacks_only(dfs: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Each artifact's stacks minus those an earlier artifact already listed. Stacks are
+    compared by their depth-0 rows (one per stack), not by all of their frames."""
+    if len(dfs) < 2:
+        return dfs
+    seen = np.zeros(0, np.int64)
+    out = []
+    for k, df in enumerate(dfs):
+        ids = df["stack_id"].to_numpy(dtype=np.int64, na_value=-1)[
+            (df["depth"] == 0).to_numpy(dtype=bool, na_value=False)]
+        listed = ids[np.isin(ids, seen)] if len(seen) else ids[:0]
+        if len(listed):
+            df = df[~df["stack_id"].isin(listed)].reset_index(drop=True)
+            ids = np.setdiff1d(ids, listed)
+        out.append(df)
+        if k < len(dfs) - 1:
+            seen = np.union1d(seen, ids)
+    return out
 
 
 def artifacts_frame(bundle: Bundle, arts: list[Artifact]) -> pd.DataFrame:
