@@ -72,6 +72,11 @@ def sniff(head: bytes, name: str) -> float:
             return 0.0
     if _legacy_cpu(head):
         return 0.4  # claimed only to be refused with a clear reason
+    # Encoders open a profile with a length-delimited message field: sample types (1),
+    # samples (2), mappings (3, pprof's own writer), locations (4), strings (6) or the
+    # period type (11, Go's runtime). Short text starting with another byte is not one.
+    if head[:1] not in (b"\x0a", b"\x12", b"\x1a", b"\x22", b"\x32", b"\x5a"):
+        return 0.0
     fields, complete = _walk_fields(head)
     # Even the smallest profile has sample types and strings: two fields at least.
     return 0.95 if fields >= 3 or (fields >= 2 and complete) else 0.0
