@@ -317,3 +317,37 @@ def hex_endpoint(s: str | None) -> tuple[str | None, int | None]:
         except ValueError:
             port = None
     return ip, port
+
+
+# --- shielded helpers for line parsers (ss, netstat) ----------------------------------------
+
+
+def safe_endpoint(s: str) -> tuple[str | None, int | None]:
+    """:func:`split_endpoint` that never raises: one odd token must not fail a parse."""
+    try:
+        return split_endpoint(s)
+    except ValueError:
+        return None, None
+
+
+@lru_cache(maxsize=65536)
+def host_of(host: str) -> str | None:
+    """The address part of a ``host:port`` endpoint as :func:`split_endpoint` spells it,
+    cached per host (ephemeral ports make whole endpoints unique; hosts repeat)."""
+    try:
+        return split_endpoint(host + ":0")[0]
+    except ValueError:  # one odd token must not fail the parse
+        return None
+
+
+def port_of(port: str) -> int | None:
+    """A port column: ASCII digits up to 65535, or a known service name; else None."""
+    if port.isascii() and port.isdigit():
+        value = int(port) if len(port) <= 5 else 65536
+        return value if value <= 65535 else None
+    return service_port(port) if port.isascii() else None
+
+
+def int_field(s: str) -> int | None:
+    """A counter, inode, pid or fd: ASCII digits that fit an int64 column, else None."""
+    return int(s) if s.isascii() and s.isdigit() and len(s) <= 18 else None

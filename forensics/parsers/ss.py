@@ -35,14 +35,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import pandas as pd
 
 from ..schema import COMMON, conform
 from .base import ParseContext, ParseError, ParseResult, decode_text
-from .netaddr import normalize_state, service_port, split_endpoint
+from .netaddr import host_of as _host
+from .netaddr import int_field as _num
+from .netaddr import normalize_state
+from .netaddr import port_of as _port
+from .netaddr import safe_endpoint as _endpoint
 
 KIND = "ss"
 TABLES = ("sockets", "socket_summary")
@@ -255,32 +258,6 @@ def _token_fields(p: _Pending, skipped: dict[str, int],
     proto, lip, lport, rip, rport, tail = parsed
     return proto, state_tok, _num(rest[0]), _num(rest[1]), lip, lport, rip, rport, " ".join(tail)
 
-
-@lru_cache(maxsize=65536)
-def _host(host: str) -> str | None:
-    """The address part of a ``host:port`` endpoint, as netaddr spells it (cached per host:
-    ephemeral ports make whole endpoints unique, hosts repeat)."""
-    return _endpoint(host + ":0")[0]
-
-
-def _endpoint(s: str) -> tuple[str | None, int | None]:
-    """:func:`netaddr.split_endpoint`, shielded: one odd token must not fail the parse."""
-    try:
-        return split_endpoint(s)
-    except ValueError:  # e.g. "²" passes str.isdigit() but not int()
-        return None, None
-
-
-def _port(port: str) -> int | None:
-    if port.isascii() and port.isdigit():
-        value = int(port) if len(port) <= 5 else 65536
-        return value if value <= 65535 else None
-    return service_port(port) if port.isascii() else None
-
-
-def _num(s: str) -> int | None:
-    """A counter, inode, pid or fd: ASCII digits that fit the table's int64, else None."""
-    return int(s) if s.isascii() and s.isdigit() and len(s) <= 18 else None
 
 
 def _row(pid: int | None, fd: int | None, inode: int | None, base: tuple,
