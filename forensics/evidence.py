@@ -150,6 +150,7 @@ class StackIndex(Mapping[int, StackInfo]):
         self._runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._table = stacks
         self._sorted = False
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sorted stack ids, start row, end row): a stack's rows are the run from its
@@ -178,13 +179,23 @@ class StackIndex(Mapping[int, StackInfo]):
         st = st[st["stack_id"].notna() & st["depth"].notna()]
         st = st.sort_values(["stack_id", "depth"], kind="stable")
         self._table = st.drop_duplicates(["stack_id", "depth"]).reset_index(drop=True)
-        self._runs, self._sorted = None, True
+        self._runs, self._sorted, self._arrays = None, True, {}
 
     def _column(self, name: str, start: int, end: int) -> list:
-        col = self._table[name].iloc[start:end]
+        """One stack's values of a column as Python objects (nulls: None for ``line``,
+        "" for text); categorical text is read from its codes, without a per-row pass."""
+        col = self._table[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            if name not in self._arrays:  # the distinct strings ("" for the null code -1)
+                self._arrays[name] = (
+                    np.array([*col.cat.categories.astype(str).tolist(), ""], dtype=object),
+                    col.cat.codes.to_numpy())
+            cats, codes = self._arrays[name]
+            return cats[codes[start:end]].tolist()
+        part = col.iloc[start:end]
         if name == "line":
-            return [int(x) if pd.notna(x) else None for x in col]
-        return ["" if pd.isna(x) else str(x) for x in col]
+            return [int(x) if pd.notna(x) else None for x in part]
+        return ["" if pd.isna(x) else str(x) for x in part]
 
     def __getitem__(self, sid: int) -> StackInfo:
         info = self._infos.get(sid)

@@ -160,40 +160,51 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
     Nothing is copied that does not change: a heap profile's ``stacks`` table has a row
     per frame of every stack (10^7 rows for a big service). Stacks are shared by content
     hash, so a stack already listed by an earlier artifact is not listed again; each
-    parser gives one row per (stack_id, depth) of its own stacks.
+    parser gives one row per (stack_id, depth) of its own stacks. The context columns
+    are added once per table, not once per artifact (a bundle has dozens of artifacts).
     """
-    parts: dict[str, list[pd.DataFrame]] = {}
+    parts: dict[str, list[tuple[Artifact, pd.DataFrame]]] = {}
     for a in arts:
         if a.result is None:
             continue
         for name, df in a.result.tables.items():
-            if df is None or len(df) == 0:
-                continue
-            if name not in CONTEXT_FREE:
-                df = with_context(df, name, bundle, a)
-            parts.setdefault(name, []).append(conform(df, name))
+            if df is not None and len(df):
+                parts.setdefault(name, []).append((a, conform(df, name)))
     tables = Tables()
-    for name, dfs in parts.items():
+    for name, items in parts.items():
+        dfs = [df for _, df in items]
         if name == "stacks":
             dfs = new_stacks_only(dfs)
-        tables[name] = concat(dfs, name)
+        df = concat(dfs, name)
+        if name not in CONTEXT_FREE:
+            df = with_context(df, name, bundle, [(a, len(d)) for a, d in items])
+        tables[name] = df
     tables["artifacts"] = artifacts_frame(bundle, arts)
     return tables
 
 
-def with_context(df: pd.DataFrame, name: str, bundle: Bundle, a: Artifact) -> pd.DataFrame:
-    """The artifact's rows with bundle_id, round, captured_at and source (and the pid of
-    per-process listings); the parser's own columns are shared, not copied."""
+def with_context(df: pd.DataFrame, name: str, bundle: Bundle,
+                 spans: list[tuple[Artifact, int]]) -> pd.DataFrame:
+    """Rows of several artifacts, concatenated in ``spans`` order (artifact, rows), with
+    bundle_id, round, captured_at and source (and the pid of per-process listings)."""
+    lens = np.array([n for _, n in spans], np.int64)
+    n = int(lens.sum())
+    owner = np.repeat(np.arange(len(spans)), lens)
+    times = pd.to_datetime([pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT
+                            for a, _ in spans], utc=True)
     extra: dict[str, object] = {
-        "bundle_id": bundle.bundle_id,
-        "round": a.round,
-        "captured_at": pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT,
-        "source": a.path,
+        "bundle_id": pd.array(np.full(n, bundle.bundle_id, dtype=object), dtype="string"),
+        "round": pd.array(np.array([a.round for a, _ in spans], np.int64)[owner],
+                          dtype="Int64"),
+        "captured_at": times[owner].array,
+        "source": pd.array(np.array([a.path for a, _ in spans], dtype=object)[owner],
+                           dtype="string"),
     }
     # Only per-process listings inherit the artifact's pid: /proc/PID/net/tcp
     # lists the whole network namespace, not the process's own sockets.
-    if name in PER_PROCESS_TABLES and "pid" in df.columns and a.pid is not None:
-        extra["pid"] = df["pid"].fillna(a.pid) if df["pid"].notna().any() else a.pid
+    if name in PER_PROCESS_TABLES and "pid" in df.columns:
+        pids = pd.array([a.pid for a, _ in spans], dtype="Int64")
+        df = df.assign(pid=df["pid"].fillna(pd.Series(pids[owner], index=df.index)))
     return df.assign(**extra)
 
 

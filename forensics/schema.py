@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -235,37 +236,40 @@ def pandas_dtype(table: str, name: str, typ: pa.DataType | None = None) -> str:
     return _pandas_dtype(typ)
 
 
-def nulls(dtype: str, n: int) -> pd.Series:
+def nulls(dtype: str, n: int) -> pd.api.extensions.ExtensionArray:
     """``n`` typed nulls, built in bulk (a Python list of NA costs seconds at 10^7 rows)."""
-    if dtype in ("Int64", "Int32", "boolean", "Float64"):
-        np_type = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
-                   "Float64": np.float64}[dtype]
-        arr = pd.array(np.zeros(n, np_type), dtype=dtype)
-        arr[:] = pd.NA
-        return pd.Series(arr, copy=False)
+    mask = np.ones(n, bool)
+    if dtype in ("Int64", "Int32"):
+        return pd.arrays.IntegerArray(np.zeros(n, np.int64 if dtype == "Int64" else np.int32),
+                                      mask)
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(np.zeros(n, bool), mask)
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(np.zeros(n, np.float64), mask)
     if dtype == "category":
-        cat = pd.Categorical.from_codes(np.full(n, -1, np.int8),
-                                        categories=pd.Index([], dtype="str"))
-        return pd.Series(cat, copy=False)
+        return pd.Categorical.from_codes(np.full(n, -1, np.int8),
+                                         categories=pd.Index([], dtype="str"))
     if dtype == "string":
-        return pd.Series(pd.array(pa.nulls(n, pa.large_string()), dtype="string"), copy=False)
-    return pd.Series([pd.NA] * n, dtype=dtype)
+        return pd.arrays.ArrowStringArray(pa.nulls(n, pa.large_string()))
+    return pd.array(np.full(n, None, dtype=object), dtype=dtype)
 
 
 def _cast(col: pd.Series, dtype: str) -> pd.Series:
     if str(col.dtype) == dtype:
-        return col
+        if dtype != "category" or col.cat.categories.dtype == "str" \
+                or not len(col.cat.categories):
+            return col
+        return col.cat.rename_categories(col.cat.categories.astype("str"))
     if dtype.startswith("datetime"):
         return pd.to_datetime(col, utc=True, errors="coerce")
     if dtype in ("Int64", "Int32"):
         return pd.to_numeric(col, errors="coerce").astype(dtype)
     if dtype == "category":
-        if not isinstance(col.dtype, pd.CategoricalDtype):
+        if str(col.dtype) != "string":
             col = col.astype("string")  # categories are strings, never numbers
-        cat = col.astype("category")
-        if len(cat.cat.categories) and cat.cat.categories.dtype != "str":
-            cat = cat.cat.rename_categories(cat.cat.categories.astype("str"))
-        return cat
+        codes, uniques = pd.factorize(col)
+        cat = pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
+        return pd.Series(cat, index=col.index, name=col.name, copy=False)
     return col.astype(dtype)
 
 
@@ -283,18 +287,33 @@ def conform(df: pd.DataFrame | Iterable[Mapping], table: str) -> pd.DataFrame:
     """
     if not isinstance(df, pd.DataFrame):
         df = pd.DataFrame(list(df))
+    if _conformed(df, table):
+        return df
     out = {}
     n = len(df)
-    plain_index = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 \
-        and df.index.step == 1
-    for name, typ in columns(table):
-        dtype = pandas_dtype(table, name, typ)
-        if name in df.columns:
-            col = _cast(df[name], dtype)
-            out[name] = col if plain_index else col.reset_index(drop=True)
-        else:
-            out[name] = nulls(dtype, n)
-    return pd.DataFrame(out, copy=False)
+    present = set(df.columns)
+    for name, dtype in zip(*_contract(table), strict=True):
+        out[name] = _cast(df[name], dtype).array if name in present else nulls(dtype, n)
+    return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+
+
+@cache
+def _contract(table: str) -> tuple[list[str], list[str]]:
+    """Column names and pandas dtype names of a table, in contract order."""
+    cols = columns(table)
+    return [n for n, _ in cols], [pandas_dtype(table, n, t) for n, t in cols]
+
+
+def _conformed(df: pd.DataFrame, table: str) -> bool:
+    """Whether ``df`` already is exactly the contract (the common case: conform runs at
+    every stage, and rebuilding an already conformed frame costs a millisecond each)."""
+    names, dtypes = _contract(table)
+    if list(df.columns) != names:
+        return False
+    idx = df.index
+    if not (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1):
+        return False
+    return [str(dt) for dt in df.dtypes] == dtypes
 
 
 def concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
@@ -306,14 +325,14 @@ def concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
         return empty(table)
     if len(frames) == 1:
         return frames[0]
-    cats = CATEGORICAL.get(table, frozenset())
-    out = pd.concat([f.drop(columns=[c for c in cats if c in f.columns]) for f in frames],
-                    ignore_index=True)
+    cats = [c for c in CATEGORICAL.get(table, ()) if c in frames[0].columns]
+    if not cats:
+        return pd.concat(frames, ignore_index=True)
+    out = pd.concat([f.drop(columns=cats) for f in frames], ignore_index=True)
     for name in cats:
-        if name in frames[0].columns:
-            parts = [_cast(f[name], "category").array for f in frames]
-            out[name] = pd.api.types.union_categoricals(parts)
-    return out[[c for c in frames[0].columns]]
+        parts = [_cast(f[name], "category").array for f in frames]
+        out[name] = pd.api.types.union_categoricals(parts)
+    return out[list(frames[0].columns)]
 
 
 def to_arrow(df: pd.DataFrame, table: str) -> pa.Table:

@@ -58,17 +58,28 @@ class StackTable:
         return self._stacks[stack_id]
 
     def to_frame(self) -> pd.DataFrame:
-        rows: dict[str, list] = {k: [] for k in ("stack_id", "depth", "function", "file", "line",
-                                                 "inlined", "frame_class", "module")}
-        for sid, frames in self._stacks.items():
-            for depth, f in enumerate(frames):
-                cls, mod = gosym.classify(f.function, f.file)
-                rows["stack_id"].append(sid)
-                rows["depth"].append(depth)
-                rows["function"].append(f.function)
-                rows["file"].append(f.file)
-                rows["line"].append(f.line)
-                rows["inlined"].append(f.inlined)
-                rows["frame_class"].append(cls)
-                rows["module"].append(mod)
-        return conform(pd.DataFrame(rows), "stacks")
+        """The ``stacks`` rows, one per frame; text columns built as categoricals."""
+        stack_ids: list[int] = []
+        depths: list[int] = []
+        frames: list[Frame] = []
+        for sid, stack in self._stacks.items():
+            stack_ids.extend([sid] * len(stack))
+            depths.extend(range(len(stack)))
+            frames.extend(stack)
+        classes = [gosym.classify(f.function, f.file) for f in frames]
+        lines = [f.line for f in frames]
+        return conform(pd.DataFrame({
+            "stack_id": pd.array(stack_ids, dtype="Int64"),
+            "depth": pd.array(depths, dtype="Int32"),
+            "function": _categorical([f.function for f in frames]),
+            "file": _categorical([f.file for f in frames]),
+            "line": pd.array(lines, dtype="Int64"),
+            "inlined": pd.array([f.inlined for f in frames], dtype="boolean"),
+            "frame_class": _categorical([c for c, _ in classes]),
+            "module": _categorical([m for _, m in classes]),
+        }), "stacks")
+
+
+def _categorical(values: list[str | None]) -> pd.Categorical:
+    codes, uniques = pd.factorize(pd.array(values, dtype="string"))
+    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
