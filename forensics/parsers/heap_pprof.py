@@ -623,6 +623,9 @@ def _expand_locations(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
     start = locs.start.astype(np.int32)
     if not len(locs.count) or int(locs.count.max()) <= 1:
         return start[loc_ix], offsets
+    multi = np.flatnonzero((locs.count > 1)[loc_ix])
+    if len(multi) * 8 < len(loc_ix):
+        return _insert_inlined(loc_ix, offsets, locs, start, multi)
     per = locs.count.astype(np.int32)[loc_ix]
     total = int(per.sum(dtype=np.int64))
     if total >= 2**31:
@@ -637,6 +640,20 @@ def _expand_locations(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
     frame = np.repeat(frame, per)
     frame += np.arange(total, dtype=np.int32)
     return frame, f_offsets
+
+
+def _insert_inlined(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
+                    start: np.ndarray, multi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_expand_locations` when few occurrences (``multi``) are of locations with
+    inlined frames: each location's first frame, then the others inserted after it."""
+    frame = start[loc_ix]
+    extra = locs.count[loc_ix[multi]].astype(np.int64) - 1
+    first = start[loc_ix[multi]].astype(np.int64) + 1
+    values, _ = _ranges(first, first + extra)
+    frame = np.insert(frame, np.repeat(multi + 1, extra), values.astype(np.int32))
+    added = np.zeros(len(multi) + 1, np.int64)
+    np.cumsum(extra, out=added[1:])
+    return frame, offsets + added[np.searchsorted(multi, offsets)]
 
 
 def _positions(offsets: np.ndarray, lens: np.ndarray, total: int) -> np.ndarray:
