@@ -374,6 +374,10 @@ def from_arrow(tbl: pa.Table, table: str) -> pd.DataFrame:
     return conform(df, table)
 
 
+#: Rows per Parquet row group written by :meth:`Tables.write_parquet`.
+WRITE_ROWS = 1 << 20
+
+
 @dataclass
 class Tables:
     """Every table of one analysis, keyed by table name; absent tables read as empty."""
@@ -402,7 +406,14 @@ class Tables:
         written = []
         for name in TABLE_NAMES:
             path = out_dir / f"{name}.parquet"
-            pq.write_table(to_arrow(self[name], name), path)
+            df = self[name]
+            # Min/max statistics of the categorical text columns (function names, file
+            # paths) prune nothing and cost more than writing the column itself.
+            stats = [c for c, _ in columns(name) if c not in CATEGORICAL.get(name, ())]
+            with pq.ParquetWriter(path, arrow_schema(name), write_statistics=stats) as out:
+                # A row group at a time: the Arrow copy of a 10^7-row table stays small.
+                for start in range(0, max(len(df), 1), WRITE_ROWS):
+                    out.write_table(to_arrow(df.iloc[start:start + WRITE_ROWS], name))
             written.append(path)
         return written
 
