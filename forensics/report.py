@@ -112,11 +112,11 @@ def verdict(analysis) -> dict[str, Any]:
         top = analysis.call_sites[0] if analysis.call_sites else None
         if top is None:
             where = " The bundle cannot name the call site (see the findings for what to capture)."
-        elif top.inferred:
-            where = (f" Most likely site, inferred from the pool calls the service makes (no live "
-                     f"object's stack names it): {top.function} ({top.file}:{top.line}).")
         else:
-            where = f" Most likely site: {top.function} ({top.file}:{top.line})."
+            # The headline names the file, not its build path: the table has the full path.
+            loc = f"{top.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{top.line}"
+            how = " (inferred from the pool calls the service makes)" if top.inferred else ""
+            where = f" Most likely site{how}: {top.function} ({loc})."
         text = f"Connection leak detected ({SEVERITIES[worst]}).{where}"
     elif analysis.findings:
         text = "No connection leak detected; minor observations below."
