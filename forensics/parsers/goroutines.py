@@ -526,9 +526,9 @@ def _starts_last_line(text: str, prefix: str) -> bool:
     return text[start:].lstrip().startswith(prefix)
 
 
-def _normalize(text: str) -> str:
+def _normalize(text: str, frame_pointers: bool = True) -> str:
     text = _ARGS.sub("()", text)
-    if " fp=0x" in text:
+    if frame_pointers and " fp=0x" in text:
         text = _FRAME_POINTERS.sub("", text)
     return text
 
@@ -561,19 +561,35 @@ class _Debug2:
 
     def run(self) -> None:
         parts = self.parts = _SPLIT.split(self.text)
+        self.text = ""  # the parts hold it now
         it = iter(parts)
         pieces: list[str] = [next(it)]  # the preamble, then each goroutine's block
         header: tuple[str, str, int] | None = None  # (id, bracket, parts index)
         parent: int | None = None
         at = 1
+        # The loop runs once per goroutine (10^5 times): the usual case, a goroutine
+        # whose block was seen before, is written out here; the rest goes to methods.
+        cache, brackets = self.cache, self.brackets
         for gid_s, _gpm, bracket, parent_s, piece in zip(it, it, it, it, it, strict=False):
             if gid_s is None:
                 parent = self._parent_marker(pieces, parent, parent_s, piece)
+            elif header is not None:
+                bi = cache.get(pieces[0] if len(pieces) == 1 else tuple(pieces))
+                si = brackets.get(header[1])
+                if bi is None or si is None:
+                    self._goroutine(header, pieces, parent, last=False)
+                else:
+                    self.row_block.append(bi)
+                    self.row_bracket.append(si)
+                    self.row_id.append(header[0])
+                    self.row_parent.append(parent)
+                header, pieces, parent = (gid_s, bracket, at), [piece], None
             else:
                 self._goroutine(header, pieces, parent, last=False)
                 header, pieces, parent = (gid_s, bracket, at), [piece], None
             at += 5
         self._goroutine(header, pieces, parent, last=True)
+        self.parts = []
 
     @staticmethod
     def _parent_marker(pieces: list[str], parent: int | None, parent_s: str,
@@ -813,6 +829,8 @@ class _Section:
 def _sections(text: str) -> list[_Section]:
     """Every goroutine/goroutineleak ``profile: total N`` section. Other profiles in the
     same stream (heap, threadcreate) only end the section before them."""
+    if "profile: " not in text:  # a plain debug=2 dump: no need for the regex scan
+        return []
     headers = list(_profile_headers(text))
     lines = _LineCounter(text)
     out = []
@@ -927,10 +945,10 @@ def _reject(text: str) -> ParseError:
                       "('goroutine profile: total N') or stack frames found")
 
 
-def _dump_format(text: str) -> str:
+def _dump_format(text: str, frame_pointers: bool) -> str:
     first = _HEADER.search(text)
     preamble = text[: first.start()] if first else text
-    if _PANIC_PREAMBLE.search(preamble) or (first and first.group(2)) or " fp=0x" in text:
+    if _PANIC_PREAMBLE.search(preamble) or (first and first.group(2)) or frame_pointers:
         return PANIC
     return DEBUG2
 
@@ -946,7 +964,9 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     counted.run(sections)
     dump = None
     if not sections or _HEADER.search(text):
-        dump = _Debug2(_normalize(text), out, result, _dump_format(text))
+        frame_pointers = " fp=0x" in text
+        fmt = _dump_format(text, frame_pointers)
+        dump = _Debug2(_normalize(text, frame_pointers), out, result, fmt)
         dump.run()
     if not (dump and len(dump)) and not out.g["count"] and not out.leaks["count"] \
             and not sections:
