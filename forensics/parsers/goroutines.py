@@ -518,6 +518,11 @@ def _split_parent(body: str) -> tuple[str, int | None]:
     return body[:j] + body[eol:], int(digits)
 
 
+def _bounded(digits: str) -> int | None:
+    value = int(digits)
+    return value if value <= _INT64_MAX else None
+
+
 def _starts_last_line(text: str, prefix: str) -> bool:
     """Whether the last line of ``text``, indentation aside, starts with ``prefix``."""
     start = text.rfind("\n") + 1
@@ -571,8 +576,14 @@ class _Debug2:
         # whose block was seen before, is written out here; the rest goes to methods.
         cache, brackets = self.cache, self.brackets
         for gid_s, _gpm, bracket, parent_s, piece in zip(it, it, it, it, it, strict=False):
-            if gid_s is None:
-                parent = self._parent_marker(pieces, parent, parent_s, piece)
+            if gid_s is None:  # ``goroutine P`` ending a line
+                prev = pieces[-1]
+                if parent is None and prev.endswith(" in ") and \
+                        _starts_last_line(prev, "created by "):
+                    pieces.append(piece)  # the usual ``created by F in goroutine P``
+                    parent = int(parent_s) if len(parent_s) < 19 else _bounded(parent_s)
+                else:
+                    parent = self._parent_marker(pieces, parent, parent_s, piece)
             elif header is not None:
                 bi = cache.get(pieces[0] if len(pieces) == 1 else tuple(pieces))
                 si = brackets.get(header[1])
@@ -719,7 +730,7 @@ class _Debug2:
 
     def _parents(self, blk: np.ndarray) -> pd.arrays.IntegerArray:
         """The ``in goroutine P`` of each row, else the one its block text kept."""
-        parents = _nullable(self.row_parent, np.int64, pd.arrays.IntegerArray)
+        parents = pd.array(self.row_parent, dtype="Int64")
         kept = [b.parent for b in self.blocks]
         if any(p is not None for p in kept):
             from_block = _nullable(kept, np.int64, pd.arrays.IntegerArray)[blk]
