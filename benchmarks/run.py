@@ -49,6 +49,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BIGDUMP = ROOT / "tools" / "bigdump"
 SAMPLE = ROOT / "sample_bundles" / "tx-go1.27.tar.gz"
 TARGETS = ("goroutines", "heap", "analyze", "batch")
+#: panicparse reads the Go source files a dump names, when they exist, to print argument
+#: types; bigdump's sources exist here (it was just built), a production dump's do not on
+#: the machine that reads it, and issue 7's figures were taken without them. Reading
+#: them makes panicparse 5-7x slower, so it is turned off: the fair, faster baseline.
+PANICPARSE_ARGS = ("-parse=false",)
 
 
 # --- running and measuring ---------------------------------------------------------------
@@ -212,7 +217,8 @@ def goroutine_target(args: argparse.Namespace, binary: Path, work: Path) -> list
         todo, reps = [ours], [args.repeat]
         base = None
         if shutil.which("panicparse"):
-            base = Result(f"panicparse ({n // 1000}k)", ["panicparse", str(dump)])
+            base = Result(f"panicparse ({n // 1000}k)", ["panicparse", *PANICPARSE_ARGS,
+                                                          str(dump)])
             todo.append(base)
             reps.append(args.baseline_repeat)
         print(f"goroutine dump, {n} goroutines, {human_size(dump)}", flush=True)
