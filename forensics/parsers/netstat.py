@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..schema import COMMON, conform
+from ..schema import COMMON, columns, conform
 from .base import NotUsed, ParseContext, ParseError, ParseResult, decode_text
 from .netaddr import host_of as _host
 from .netaddr import int_field as _num
@@ -105,8 +105,8 @@ _LINUX_ROW = re.compile(
     r"(?:[ \t]+(?!\d+/)(\S+)[ \t]+(\d{1,20})(?=[ \t]|$))?[ \t]*(.*)$"
 )
 _MAX_LINE = 1 << 14
-_COLUMNS = ("pid", "fd", "inode", "proto", "state", "local_ip", "local_port", "remote_ip",
-            "remote_port", "recv_q", "send_q", "timer", "tool", "process")
+#: The sockets table's own columns, in contract order (rows are built as lists).
+_COLUMNS = tuple(name for name, _ in columns("sockets") if name not in {n for n, _ in COMMON})
 
 
 @dataclass
