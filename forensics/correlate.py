@@ -25,6 +25,8 @@ DB_PORTS: dict[int, str] = {
     26257: "cockroach", 9042: "cassandra", 27017: "mongo", 6432: "pgbouncer", 4000: "tidb",
     9000: "clickhouse", 11211: "memcached",
 }
+#: Start of the ephemeral port range (Linux 32768-60999, IANA 49152-65535).
+EPHEMERAL_START = 32768
 #: Tool trust order when tools disagree about a field: richer and more exact tools first.
 TOOL_ORDER = {"ss": 0, "netstat": 1, "proc_net_tcp": 2, "lsof": 3}
 
@@ -157,6 +159,12 @@ def _label_peers(conns: pd.DataFrame, manifest: dict[str, Any], pid: int | None)
         elif not exact and rport_i in DB_PORTS:
             role.append("database")
             peer.append(f"{rip}:{rport_i}")
+        elif (not listen_ports and lport is not None and rport_i is not None
+              and int(lport) < EPHEMERAL_START <= rport_i):
+            # No LISTEN rows (a filtered listing): a fixed local port facing an ephemeral
+            # remote one is the server side of a client's connection.
+            role.append("inbound")
+            peer.append(f"{lip}:{lport}")
         elif rport_i:
             role.append("upstream")
             peer.append(f"{rip}:{rport_i}")

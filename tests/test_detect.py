@@ -114,3 +114,23 @@ def test_idle_keepalive_connections_are_not_a_body_leak(corpus):
     a = analyze(corpus / "goroutines" /
                 "issue-spidernet-spiderpool-917-persistConn-readLoop-io-wait-minutes.txt")
     assert not [f for f in a.findings if f.kind == "http_body_leak"]
+
+
+def test_close_wait_on_a_server_port_without_listen_rows(corpus):
+    """ipfs/kubo#5046: lsof -p of the daemon, no LISTEN rows: 14 CLOSE_WAIT on the API port
+    facing clients' ephemeral ports are inbound connections its handlers never closed."""
+    a = analyze(corpus / "lsof" / "issue-ipfs-kubo-5046-lsof-headerless-close_wait.out")
+    f = next(f for f in a.findings if f.kind == "close_wait")
+    assert f.evidence["sockets"]["role"] == "inbound"
+    assert f.evidence["sockets"]["peer"] == "127.0.0.1:5001"
+    assert f.evidence["sockets"]["by_round"] == [14]
+    assert f.severity == "low"  # one round: no growth to speak of
+
+
+def test_close_wait_spread_over_hosts_of_one_service(corpus):
+    """ably-go#89: CLOSE_WAIT to several EC2 addresses of one HTTPS service add up."""
+    a = analyze(corpus / "lsof" / "issue-ably-go-89-lsof-redacted-placeholders-close_wait.out")
+    f = next(f for f in a.findings if f.kind == "close_wait")
+    assert f.evidence["sockets"]["role"] == "upstream"
+    assert f.evidence["sockets"]["peer"].startswith("*:443")
+    assert f.evidence["sockets"]["by_round"] == [6]

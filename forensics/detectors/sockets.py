@@ -30,8 +30,17 @@ def _close_wait(ev: Evidence) -> list[Finding]:
     if not len(cw):
         return []
     rounds = sorted(int(r) for r in conns["round"].dropna().unique())
+    # Per peer first; outbound sockets spread over many hosts of one service (a load
+    # balancer's addresses, all on :443) are then counted together by remote port.
+    cw = cw.assign(group=cw["peer"])
+    small = cw.groupby(["peer_role", "peer"])["peer"].transform("size") < MIN_CLOSE_WAIT
+    spread = small & (cw["peer_role"] != "inbound") & cw["remote_port"].notna()
+    if spread.any():
+        hosts = cw[spread].groupby("remote_port")["remote_ip"].transform("nunique")
+        cw.loc[spread, "group"] = ("*:" + cw.loc[spread, "remote_port"].astype("Int64")
+                                   .astype(str) + " (" + hosts.astype(str) + " hosts)")
     out = []
-    for (role, peer), g in cw.groupby(["peer_role", "peer"]):
+    for (role, peer), g in cw.groupby(["peer_role", "group"]):
         t = trend(g.groupby("round").size().to_dict(), rounds)
         if t.last < MIN_CLOSE_WAIT and not t.growing(min_delta=MIN_CLOSE_WAIT):
             continue
