@@ -431,6 +431,7 @@ def process_bundle(task: Task) -> dict[str, Any]:
 def _analyze_and_write(task: Task, out: Path, t0: float) -> dict[str, Any]:
     from .bundle import Limits
     from .dataset import first_capture
+    from .findings import severity_level
     from .pipeline import analyze
     from .report import render, verdict
 
@@ -457,7 +458,7 @@ def _analyze_and_write(task: Task, out: Path, t0: float) -> dict[str, Any]:
         hostname=_text_or_none(analysis.manifest.get("hostname")),
         pid=_int_or_none(analysis.manifest.get("pid")),
         analyzer_version=str(analysis.version), severity=v["severity"],
-        severity_level=_level(v["severity"]), verdict=v["text"],
+        severity_level=severity_level(v["severity"]), verdict=v["text"],
         findings=len(analysis.findings), call_sites=len(analysis.call_sites),
         top_site=f"{top.function} ({top.file}:{top.line})" if top else "",
         top_score=float(top.score) if top else None,
@@ -476,12 +477,6 @@ def _int_or_none(v: Any) -> int | None:
         return int(v)
     except (TypeError, ValueError, OverflowError):
         return None
-
-
-def _level(severity: str) -> int:
-    from .findings import SEVERITIES
-
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
 # --------------------------------------------------------------------------- state

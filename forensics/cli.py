@@ -237,9 +237,9 @@ def analyze(
         _err(_clean(f"warning: {w['path']}: {w['message']}"))
     code = analysis.exit_code()
     if fail_on is not None and code != 4:
-        order = [s.value for s in Severity]
-        worst = max((order.index(f.severity) for f in analysis.findings), default=-1)
-        if worst >= order.index(fail_on.value):
+        from .findings import severity_level, worst_level
+
+        if worst_level(analysis.findings) >= severity_level(fail_on.value):
             code = 1
     raise typer.Exit(code)
 

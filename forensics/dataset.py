@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .findings import SEVERITIES
+from .findings import severity_level
 from .schema import TABLE_NAMES, arrow_schema, conform, to_arrow
 
 DATASET_DIR = "dataset"
@@ -97,10 +97,6 @@ def first_capture(analysis: Any) -> pd.Timestamp | None:
     return pd.Timestamp(min(times)) if times else None
 
 
-def _severity_level(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
-
-
 def findings_frame(analysis: Any) -> pd.DataFrame:
     """One row per finding; the nested evidence kept whole as JSON text."""
     rows = []
@@ -110,7 +106,7 @@ def findings_frame(analysis: Any) -> pd.DataFrame:
             "finding_index": i,
             "kind": f.kind,
             "severity": f.severity,
-            "severity_level": _severity_level(f.severity),
+            "severity_level": severity_level(f.severity),
             "confidence": f.confidence,
             "summary": f.summary,
             "advice": getattr(f, "advice", "") or None,

@@ -121,12 +121,6 @@ class Evidence:
                 total += int(hit[hit["round"] == hit["round"].max()]["count"].sum())
         return total
 
-    def sig_counts(self, sig: str | tuple[str, ...]) -> dict[int, int]:
-        sigs = (sig,) if isinstance(sig, str) else sig
-        g = self.goroutines[self.goroutines["sig"].isin(sigs)]
-        counts = g.groupby("round")["count"].sum()
-        return {r: int(counts.get(r, 0)) for r in self.rounds_with("goroutines")}
-
     def rounds_with(self, table: str) -> list[int]:
         df = self.tables[table]
         return sorted(int(r) for r in df["round"].dropna().unique()) if len(df) else []

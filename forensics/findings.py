@@ -13,6 +13,16 @@ from typing import Any
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
+def severity_level(severity: str) -> int:
+    """Index in :data:`SEVERITIES`; -1 for "none" or anything unknown."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def worst_level(findings) -> int:
+    """The highest severity level among ``findings`` (-1 when there are none)."""
+    return max((severity_level(f.severity) for f in findings), default=-1)
+
+
 @dataclass
 class SiteEvidence:
     """What one detector says about one app call site."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .findings import SEVERITIES, CallSite, Finding, SiteEvidence
+from .findings import CallSite, Finding, SiteEvidence
 
 ROLE_WEIGHT = {"cause": 3.0, "holder": 2.0, "victim": 1.0}
 SEVERITY_WEIGHT = {"info": 0.0, "low": 0.5, "medium": 1.0, "high": 1.5, "critical": 2.0}
@@ -68,7 +68,3 @@ def rank(findings: list[Finding]) -> list[CallSite]:
                             stack_ids=sorted({k[0] for k in a["stacks"]}),
                             stacks=list(a["stacks"].values())))
     return out
-
-
-def worst_severity(findings: list[Finding]) -> str:
-    return max((f.severity for f in findings), key=SEVERITIES.index, default="none")

@@ -102,9 +102,9 @@ def document(analysis) -> dict[str, Any]:
 
 
 def verdict(analysis) -> dict[str, Any]:
-    from .findings import SEVERITIES
+    from .findings import SEVERITIES, worst_level
 
-    worst = max((SEVERITIES.index(f.severity) for f in analysis.findings), default=-1)
+    worst = worst_level(analysis.findings)
     leaking = worst >= SEVERITIES.index("medium")
     if not analysis.usable:
         text = "Nothing usable in this bundle: see the artifacts section for why."

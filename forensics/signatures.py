@@ -216,11 +216,3 @@ CALLS_FOR_KIND: dict[str, tuple[str, ...]] = {
 
 #: Pool waits whose app caller is the waiting site.
 VICTIM_KINDS = (SQL_POOL_EXHAUSTED, PGX_POOL_EXHAUSTED, REDIS_POOL_EXHAUSTED, HTTP_CONN_WAIT)
-
-
-def match_frames(functions: list[str], prefixes: tuple[str, ...]) -> int | None:
-    """Depth of the first frame (leaf first) that starts with one of ``prefixes``."""
-    for depth, fn in enumerate(functions):
-        if fn.startswith(prefixes):
-            return depth
-    return None

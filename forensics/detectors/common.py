@@ -10,8 +10,7 @@ import pandas as pd
 from ..evidence import Evidence, trend
 from ..findings import Check, SiteEvidence
 
-#: Objects this small are sampled with probability ~ size/period: invisible at 512 KiB.
-SMALL_OBJECT_BYTES = 512
+#: Go's default MemProfileRate: one sample per 512 KiB allocated.
 DEFAULT_RATE = 512 * 1024
 
 
@@ -46,10 +45,6 @@ def capture_advice(ev: Evidence, what: str) -> str:
                 "runtime.MemProfileRate = 4096 at start-up while reproducing and capture "
                 "/debug/pprof/heap?gc=1 in each round.")
     return ""
-
-
-def site_key(row) -> tuple:
-    return (row.site_function, row.site_file, row.site_line)
 
 
 def _stack_frames(ev: Evidence, sid: int, limit: int = 40) -> list[dict]:

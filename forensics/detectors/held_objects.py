@@ -98,7 +98,7 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     strength += 1 if steady else 0
     severity = "high" if strength >= 2 else "medium" if strength == 1 else "low"
 
-    checks = _checks(ev, spec, h_trend, stuck, proven, o_trend, pinned, stat_rounds)
+    checks = _checks(ev, spec, h_trend, stuck, proven, o_trend)
     growing = holders_growing or heap_growing
     conf = confidence(checks, max(len(g_rounds), len(h_rounds)), growing)
     sites = heap_sites(ev, heap)
@@ -158,7 +158,7 @@ def _unattributed_driver_holders(ev: Evidence, rows_holders):
     return extra, stuck, rows_holders
 
 
-def _checks(ev, spec, h_trend, stuck, proven, o_trend, pinned, stat_rounds) -> list[Check]:
+def _checks(ev, spec, h_trend, stuck, proven, o_trend) -> list[Check]:
     checks = []
     if not len(ev.tables["goroutines"]):
         checks.append(Check("goroutines", "absent", "no goroutine dump in the bundle"))
