@@ -160,6 +160,23 @@ def test_corpus_file(corpus: Path, path: Path) -> None:
     assert len(res.tables["goroutine_leaks"]) == 0
 
 
+@pytest.mark.parametrize("path", corpus_files("goroutines"), ids=lambda p: p.name)
+def test_chunked_normalization_changes_nothing(corpus: Path, path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big dumps are normalized in line-aligned chunks by a worker thread: cut every few
+    lines instead of every few MB, each corpus file must parse exactly as in one piece."""
+    if path.name in EXPECTED_FAILURES:
+        return
+    data = path.read_bytes()
+    whole = gr.parse(data, ParseContext(path=str(path)))
+    monkeypatch.setattr(gr, "_CHUNK_CHARS", 300)
+    chunked = gr.parse(data, ParseContext(path=str(path)))
+    assert chunked.meta == whole.meta
+    assert [str(w) for w in chunked.warnings] == [str(w) for w in whole.warnings]
+    for name, table in whole.tables.items():
+        pd.testing.assert_frame_equal(chunked.tables[name], table)
+
+
 def gr_columns(table: str):
     from forensics.schema import _TABLES
 

@@ -63,8 +63,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
@@ -72,6 +73,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..schema import conform
 from ..stacks import Frame, StackTable, text_hash
@@ -88,6 +90,8 @@ DEBUG2, DEBUG1, PANIC, LEAK = "debug2", "debug1", "panic", "goroutineleak"
 
 _SNIFF_BYTES = 64 * 1024
 _INT64_MAX = (1 << 63) - 1
+#: Chunk size for normalizing big dumps in a worker thread (characters).
+_CHUNK_CHARS = 4 << 20
 
 # --- regular expressions (every one linear: literal anchors, bounded or disjoint classes) ---
 
@@ -109,7 +113,7 @@ _RECORD = re.compile(r"^[ \t]*(\d{1,19}) @((?:[ \t]+0x[0-9a-fA-F]+)*)[ \t]*$", r
 _FILE = re.compile(r"(.+):(\d{1,9})(?: \+0x[0-9a-fA-F]+)?(?: (?:fp|sp|pc)=0x[0-9a-fA-F]+)*")
 #: Per-goroutine noise removed before blocks are cached: arguments and frame pointers.
 #: Not ``(...)`` (it marks an inlined frame: args never start with a dot) nor ``()``.
-_ARGS = re.compile(r"\([^().\n][^()\n]*\)$", re.M)
+_ARGS_RE2 = r"(?m)\([^().\n][^()\n]*\)$"
 _FRAME_POINTERS = re.compile(r" fp=0x[0-9a-fA-F]+(?: sp=0x[0-9a-fA-F]+)?(?: pc=0x[0-9a-fA-F]+)?")
 _MINUTES = re.compile(r"(\d{1,9}) minutes?")
 _OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
@@ -531,27 +535,59 @@ def _starts_last_line(text: str, prefix: str) -> bool:
     return text[start:].lstrip().startswith(prefix)
 
 
-def _normalize(text: str, frame_pointers: bool = True) -> str:
-    text = _ARGS.sub("()", text)
+def _normalize(text: str, frame_pointers: bool) -> str:
+    """One chunk without the per-goroutine noise, by RE2 (pyarrow): it runs without the
+    GIL, so the next chunk is cleaned while this thread splits the previous one."""
+    chunk = pa.array([text], pa.large_string())
+    chunk = pc.replace_substring_regex(chunk, _ARGS_RE2, "()")
     if frame_pointers and " fp=0x" in text:
-        text = _FRAME_POINTERS.sub("", text)
-    return text
+        chunk = pc.replace_substring_regex(chunk, _FRAME_POINTERS.pattern, "")
+    return chunk[0].as_py()
+
+
+def _normalized_chunks(text: str, frame_pointers: bool) -> Iterator[str]:
+    """``text`` in line-aligned chunks, each normalized by :func:`_normalize` in a worker
+    thread one chunk ahead of the consumer. The patterns never cross a line end, so chunk
+    by chunk is the same as the whole text at once."""
+    if len(text) <= _CHUNK_CHARS:  # one chunk: no thread
+        yield _normalize(text, frame_pointers)
+        return
+
+    def cuts() -> Iterator[tuple[int, int]]:
+        start = 0
+        while start < len(text):
+            end = text.find("\n", start + _CHUNK_CHARS)
+            end = len(text) if end < 0 else end + 1
+            yield start, end
+            start = end
+
+    with ThreadPoolExecutor(1, thread_name_prefix="goroutines-normalize") as pool:
+        ahead: deque[Future[str]] = deque()
+        for a, b in cuts():
+            ahead.append(pool.submit(_normalize, text[a:b], frame_pointers))
+            if len(ahead) > 1:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 class _Debug2:
     """Splits a text into goroutines, parses each distinct block once, emits the rows.
 
     ``_SPLIT`` cuts the text at every header *and* at every ``goroutine P`` ending a line,
-    so the parent id of ``created by F in goroutine P`` falls out of the block text without
-    copying it: a block is the tuple of its pieces, and the tuple is the cache key. The loop
-    runs once per goroutine and does only lookups; parsing happens on a cache miss.
+    so ``re.split`` hands back columns: per cut, the id (headers) or parent digits (markers)
+    and the text up to the next cut. A goroutine is a header cut and the marker cuts up to
+    the next header; its block is the tuple of its pieces with the usual parent marker taken
+    out, and that tuple is the cache key. Ids and header brackets are taken column-wise;
+    the loop per goroutine only looks its key up, and parsing happens on a cache miss.
     """
 
-    def __init__(self, text: str, out: _Out, result: ParseResult, fmt: str) -> None:
-        self.text, self.out, self.result, self.fmt = text, out, result, fmt
+    def __init__(self, chunks: Iterable[str], out: _Out, result: ParseResult,
+                 fmt: str) -> None:
+        self.chunks, self.out, self.result, self.fmt = chunks, out, result, fmt
         # Distinct blocks and header brackets; every goroutine is a row of four parallel
         # lists (block index, bracket index or -1, id digits or None, parent or None), so
-        # the loop only appends and the columns are gathered from the distinct values.
+        # the columns are gathered from the distinct values.
         self.cache: dict[str | tuple[str, ...], int] = {}
         self.blocks: list[_Block] = []
         self.brackets: dict[str, int] = {}
@@ -563,78 +599,109 @@ class _Debug2:
         self.lines_upto = (0, 0)  # (parts index, newlines before it): lazy, for warnings
         self.ancestors = 0
         self.truncated = False
+        # A piece followed by a ``goroutine P`` cut: whether P is the usual parent id
+        # (the piece ends the block's first ``created by F in``). Pieces repeat.
+        self.ends_creator: dict[str, bool] = {}
 
     def run(self) -> None:
-        parts = self.parts = _SPLIT.split(self.text)
-        self.text = ""  # the parts hold it now
-        it = iter(parts)
-        pieces: list[str] = [next(it)]  # the preamble, then each goroutine's block
-        header: tuple[str, str, int] | None = None  # (id, bracket, parts index)
-        parent: int | None = None
-        at = 1
-        # The loop runs once per goroutine (10^5 times): the usual case, a goroutine
-        # whose block was seen before, is written out here; the rest goes to methods.
-        cache, brackets = self.cache, self.brackets
-        for gid_s, _gpm, bracket, parent_s, piece in zip(it, it, it, it, it, strict=False):
-            if gid_s is None:  # ``goroutine P`` ending a line
-                prev = pieces[-1]
-                if parent is None and prev.endswith(" in ") and \
-                        _starts_last_line(prev, "created by "):
-                    pieces.append(piece)  # the usual ``created by F in goroutine P``
-                    parent = int(parent_s) if len(parent_s) < 19 else _bounded(parent_s)
-                else:
-                    parent = self._parent_marker(pieces, parent, parent_s, piece)
-            elif header is not None:
-                bi = cache.get(pieces[0] if len(pieces) == 1 else tuple(pieces))
-                si = brackets.get(header[1])
-                if bi is None or si is None:
-                    self._goroutine(header, pieces, parent, last=False)
-                else:
-                    self.row_block.append(bi)
-                    self.row_bracket.append(si)
-                    self.row_id.append(header[0])
-                    self.row_parent.append(parent)
-                header, pieces, parent = (gid_s, bracket, at), [piece], None
+        parts = self.parts = self._split()
+        gids, brackets, markers, pieces = parts[1::5], parts[3::5], parts[4::5], parts[5::5]
+        heads = [r for r, gid in enumerate(gids) if gid is not None]  # header cuts
+        # Text before the first header, with any marker cuts in it.
+        self._preamble_cuts(heads[0] if heads else len(gids), last=not heads)
+        if not heads:
+            self.parts = []
+            return
+        heads.append(len(gids))
+        blocks, parents = self.row_block, self.row_parent  # after a preamble row, if any
+        cache, ends_creator = self.cache, self.ends_creator
+        for k in range(len(heads) - 2):  # the last goroutine may be cut: parsed apart
+            h, nxt = heads[k], heads[k + 1]
+            if nxt == h + 1:  # no marker: the block is one piece
+                key: str | tuple[str, ...] = pieces[h]
+                parent = None
+                bi = cache.get(key)
+            elif nxt == h + 2:  # one marker: the usual ``created by F in goroutine P``?
+                key = (pieces[h], pieces[h + 1])
+                digits = markers[h + 1]
+                parent = int(digits) if len(digits) < 19 else _bounded(digits)
+                bi = cache.get(key)  # a pair is cached only once known to be the usual
+                if bi is None and not self._ends_creator(pieces[h], ends_creator):
+                    bi = -1
             else:
-                self._goroutine(header, pieces, parent, last=False)
-                header, pieces, parent = (gid_s, bracket, at), [piece], None
-            at += 5
-        self._goroutine(header, pieces, parent, last=True)
+                bi = -1
+            if bi == -1:  # irregular cuts: assembled one by one
+                bi, parent = self._irregular(h, nxt)
+            elif bi is None:
+                bi = cache[key] = self._add_block(
+                    self._block("".join(key) if isinstance(key, tuple) else key, False,
+                                1 + 5 * h))
+            blocks.append(bi)
+            parents.append(parent)
+        last = self._irregular(heads[-2], heads[-1], last=True)
+        blocks.append(last[0])
+        parents.append(last[1])
+        self.row_id.extend(gids[h] for h in heads[:-1])
+        column = [brackets[h] for h in heads[:-1]]
+        seen = self.brackets = {b: i for i, b in enumerate(dict.fromkeys(column))}
+        self.row_bracket.extend([seen[b] for b in column])
         self.parts = []
 
-    @staticmethod
-    def _parent_marker(pieces: list[str], parent: int | None, parent_s: str,
-                       piece: str) -> int | None:
-        """A ``goroutine P`` at a line end: the parent id if it ends the block's first
-        ``created by F in`` line, else plain text to put back."""
-        prev = pieces[-1]
-        if parent is None and prev.endswith(" in ") and _starts_last_line(prev, "created by "):
-            pieces.append(piece)
-            value = int(parent_s)
-            return value if value <= _INT64_MAX else None
-        pieces.append("goroutine " + parent_s)
-        pieces.append(piece)
-        return parent
+    def _split(self) -> list[str | None]:
+        """``_SPLIT.split`` of the whole text, chunk by chunk: the text before a chunk's
+        first cut continues the last piece of the previous chunk."""
+        parts: list[str | None] = []
+        for chunk in self.chunks:
+            cut = _SPLIT.split(chunk)
+            if parts:
+                parts[-1] += cut[0]  # type: ignore[operator]
+                parts.extend(itertools.islice(cut, 1, None))
+            else:
+                parts = cut
+        self.chunks = ()
+        return parts or [""]
 
-    def _goroutine(self, header: tuple[str, str, int] | None, pieces: list[str],
-                   parent: int | None, last: bool) -> None:
+    @staticmethod
+    def _ends_creator(piece: str, memo: dict[str, bool]) -> bool:
+        """Whether ``piece`` ends a ``created by F in`` line (its ``goroutine P`` cut is
+        the parent id, not text)."""
+        known = memo.get(piece)
+        if known is None:
+            known = memo[piece] = piece.endswith(" in ") and \
+                _starts_last_line(piece, "created by ")
+        return known
+
+    def _assemble(self, start: int, stop: int) -> tuple[list[str], int | None]:
+        """The pieces of cuts ``start..stop`` (a header's piece, then marker cuts): the first
+        ``created by F in`` marker is the parent id, any other goes back into the text."""
+        pieces: list[str] = [self.parts[5 + 5 * start] if start >= 0 else self.parts[0]]
+        parent: int | None = None
+        for r in range(start + 1, stop):
+            digits, piece = self.parts[4 + 5 * r], self.parts[5 + 5 * r]
+            if parent is None and self._ends_creator(pieces[-1], self.ends_creator):
+                pieces.append(piece)
+                parent = int(digits) if len(digits) < 19 else _bounded(digits)
+            else:
+                pieces.append("goroutine " + digits)
+                pieces.append(piece)
+        return pieces, parent
+
+    def _irregular(self, start: int, stop: int, last: bool = False) -> tuple[int, int | None]:
+        """A goroutine whose cuts are not the usual ones, or the last one (never cached:
+        a tail may be cut, and must not share its parse with complete blocks)."""
+        pieces, parent = self._assemble(start, stop)
         key: str | tuple[str, ...] = pieces[0] if len(pieces) == 1 else tuple(pieces)
-        if header is None:
-            self._preamble("".join(pieces), last)
-            return
-        gid_s, bracket, at = header
         bi = None if last else self.cache.get(key)
         if bi is None:
-            bi = self._add_block(self._block("".join(pieces), last, at))
-            if not last:  # a tail may be cut: never share its parse with complete blocks
+            bi = self._add_block(self._block("".join(pieces), last, 1 + 5 * start))
+            if not last:
                 self.cache[key] = bi
-        si = self.brackets.get(bracket)
-        if si is None:
-            si = self.brackets[bracket] = len(self.brackets)
-        self.row_block.append(bi)
-        self.row_bracket.append(si)
-        self.row_id.append(gid_s)
-        self.row_parent.append(parent)
+        return bi, parent
+
+    def _preamble_cuts(self, stop: int, last: bool) -> None:
+        """Text before the first header: the preamble piece and the cuts before ``stop``."""
+        pieces, _ = self._assemble(-1, stop)
+        self._preamble("".join(pieces), last)
 
     def _add_block(self, blk: _Block) -> int:
         self.blocks.append(blk)
@@ -751,9 +818,8 @@ class _Debug2:
         values = np.array(sigs, dtype=np.int64)[inverse.reshape(-1)]
         return pd.arrays.IntegerArray(values, np.zeros(len(values), bool))
 
-    def repeated_ids(self) -> int:
-        ids = [i for i in self.row_id if i is not None]
-        return len(ids) - len(set(ids))
+    def repeated_ids(self, ids: pd.Series) -> int:
+        return int(ids.dropna().duplicated().sum())
 
     def unavailable(self) -> int:
         """Goroutines printed as ``goroutine running on other thread; stack unavailable``."""
@@ -977,7 +1043,7 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     if not sections or _HEADER.search(text):
         frame_pointers = " fp=0x" in text
         fmt = _dump_format(text, frame_pointers)
-        dump = _Debug2(_normalize(text, frame_pointers), out, result, fmt)
+        dump = _Debug2(_normalized_chunks(text, frame_pointers), out, result, fmt)
         dump.run()
     if not (dump and len(dump)) and not out.g["count"] and not out.leaks["count"] \
             and not sections:
@@ -1020,7 +1086,7 @@ def _finish(result: ParseResult, out: _Out, counted: _Counted, dump: _Debug2 | N
             meta["ancestor_blocks"] = dump.ancestors
         if dump.unavailable():
             meta["stacks_unavailable"] = dump.unavailable()
-        repeated = dump.repeated_ids()
+        repeated = dump.repeated_ids(goroutines["goroutine_id"].iloc[:len(dump)])
         if repeated:
             meta["repeated_ids"] = repeated
             result.warn(f"{repeated} goroutine id(s) appear twice: the file holds more "
