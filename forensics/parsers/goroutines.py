@@ -535,22 +535,24 @@ def _starts_last_line(text: str, prefix: str) -> bool:
     return text[start:].lstrip().startswith(prefix)
 
 
-def _normalize(text: str, frame_pointers: bool) -> str:
+def _normalize(text: str) -> tuple[str, bool]:
     """One chunk without the per-goroutine noise, by RE2 (pyarrow): it runs without the
-    GIL, so the next chunk is cleaned while this thread splits the previous one."""
+    GIL, so the next chunk is cleaned while this thread splits the previous one. Also
+    says whether the chunk had frame pointers (``fp=0x``: a panic or crash trace)."""
     chunk = pa.array([text], pa.large_string())
     chunk = pc.replace_substring_regex(chunk, _ARGS_RE2, "()")
-    if frame_pointers and " fp=0x" in text:
+    frame_pointers = pc.any(pc.match_substring(chunk, " fp=0x")).as_py()
+    if frame_pointers:
         chunk = pc.replace_substring_regex(chunk, _FRAME_POINTERS.pattern, "")
-    return chunk[0].as_py()
+    return chunk[0].as_py(), frame_pointers
 
 
-def _normalized_chunks(text: str, frame_pointers: bool) -> Iterator[str]:
+def _normalized_chunks(text: str) -> Iterator[tuple[str, bool]]:
     """``text`` in line-aligned chunks, each normalized by :func:`_normalize` in a worker
     thread one chunk ahead of the consumer. The patterns never cross a line end, so chunk
     by chunk is the same as the whole text at once."""
     if len(text) <= _CHUNK_CHARS:  # one chunk: no thread
-        yield _normalize(text, frame_pointers)
+        yield _normalize(text)
         return
 
     def cuts() -> Iterator[tuple[int, int]]:
@@ -562,9 +564,9 @@ def _normalized_chunks(text: str, frame_pointers: bool) -> Iterator[str]:
             start = end
 
     with ThreadPoolExecutor(1, thread_name_prefix="goroutines-normalize") as pool:
-        ahead: deque[Future[str]] = deque()
+        ahead: deque[Future[tuple[str, bool]]] = deque()
         for a, b in cuts():
-            ahead.append(pool.submit(_normalize, text[a:b], frame_pointers))
+            ahead.append(pool.submit(_normalize, text[a:b]))
             if len(ahead) > 1:
                 yield ahead.popleft().result()
         while ahead:
@@ -582,9 +584,12 @@ class _Debug2:
     the loop per goroutine only looks its key up, and parsing happens on a cache miss.
     """
 
-    def __init__(self, chunks: Iterable[str], out: _Out, result: ParseResult,
+    def __init__(self, chunks: Iterable[tuple[str, bool]], out: _Out, result: ParseResult,
                  fmt: str) -> None:
+        """``chunks``: normalized text, and whether it had frame pointers; ``fmt``: the
+        format, unless frame pointers make it a panic trace."""
         self.chunks, self.out, self.result, self.fmt = chunks, out, result, fmt
+        self.frame_pointers = False
         # Distinct blocks and header brackets; every goroutine is a row of four parallel
         # lists (block index, bracket index or -1, id digits or None, parent or None), so
         # the columns are gathered from the distinct values.
@@ -651,7 +656,8 @@ class _Debug2:
         """``_SPLIT.split`` of the whole text, chunk by chunk: the text before a chunk's
         first cut continues the last piece of the previous chunk."""
         parts: list[str | None] = []
-        for chunk in self.chunks:
+        for chunk, frame_pointers in self.chunks:
+            self.frame_pointers = self.frame_pointers or frame_pointers
             cut = _SPLIT.split(chunk)
             if parts:
                 parts[-1] += cut[0]  # type: ignore[operator]
@@ -1022,10 +1028,10 @@ def _reject(text: str) -> ParseError:
                       "('goroutine profile: total N') or stack frames found")
 
 
-def _dump_format(text: str, frame_pointers: bool) -> str:
+def _dump_format(text: str) -> str:
     first = _HEADER.search(text)
     preamble = text[: first.start()] if first else text
-    if _PANIC_PREAMBLE.search(preamble) or (first and first.group(2)) or frame_pointers:
+    if _PANIC_PREAMBLE.search(preamble) or (first and first.group(2)):
         return PANIC
     return DEBUG2
 
@@ -1041,10 +1047,10 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     counted.run(sections)
     dump = None
     if not sections or _HEADER.search(text):
-        frame_pointers = " fp=0x" in text
-        fmt = _dump_format(text, frame_pointers)
-        dump = _Debug2(_normalized_chunks(text, frame_pointers), out, result, fmt)
+        dump = _Debug2(_normalized_chunks(text), out, result, _dump_format(text))
         dump.run()
+        if dump.frame_pointers:
+            dump.fmt = PANIC
     if not (dump and len(dump)) and not out.g["count"] and not out.leaks["count"] \
             and not sections:
         raise _reject(text)
