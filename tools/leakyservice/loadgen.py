@@ -35,6 +35,8 @@ _ENDPOINTS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
     ),
     "users": lambda r: ("GET", f"/users?id={r.randint(1, 100)}"),
     "rates": lambda r: ("GET", f"/rates?currency={r.choice(['EUR', 'USD', 'GBP', 'JPY'])}"),
+    # tools/pgxservice (inventory-api)
+    "reserve": lambda r: ("POST", f"/reserve?sku={r.randint(1, 300)}"),
 }
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
