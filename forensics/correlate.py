@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .schema import Tables, conform
@@ -70,109 +71,189 @@ def target_pid(tables: Tables, manifest: dict[str, Any]) -> int | None:
     return None
 
 
+def _int_columns(df: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``cols`` of ``df`` as one int64 row per record, and which records have no null."""
+    values = np.column_stack([df[c].to_numpy(dtype=np.int64, na_value=0) for c in cols])
+    complete = np.logical_and.reduce([df[c].notna().to_numpy() for c in cols])
+    return values, complete
+
+
+def _first_match(keys: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """For each row of ``keys``, the position of the first row of ``table`` with the same
+    values in every column of ``keys`` (integer columns), or -1; nulls match nothing."""
+    cols = list(keys.columns)
+    left, left_ok = _int_columns(keys, cols)
+    right, right_ok = _int_columns(table, cols)
+    right_rows = np.flatnonzero(right_ok)
+    # One id per distinct key across both sides, then the first table row of each id.
+    _, ids = np.unique(np.concatenate([right[right_rows], left]), axis=0,
+                       return_inverse=True)
+    ids = ids.reshape(-1)
+    first = np.full(len(ids) + 1, -1, np.int64)
+    seen, at = np.unique(ids[:len(right_rows)], return_index=True)
+    first[seen] = right_rows[at]
+    return np.where(left_ok, first[ids[len(right_rows):]], -1)
+
+
 def _fill_from_fds(sockets: pd.DataFrame, fds: pd.DataFrame) -> pd.DataFrame:
-    """Give each socket row the inode of its (pid, fd), and the (pid, fd) of its inode."""
+    """Give each socket row the inode of its (pid, fd), and the (pid, fd) of its inode
+    (the first fd listing row that names them)."""
     if not len(fds):
         return sockets
     fd_socks = fds[fds["inode"].notna() & (fds["kind"] == "socket")]
     if not len(fd_socks):
         return sockets
-    by_pidfd = fd_socks.drop_duplicates(["round", "pid", "fd"]).set_index(
-        ["round", "pid", "fd"])["inode"]
-    by_inode = fd_socks.drop_duplicates(["round", "inode"]).set_index(["round", "inode"])
-    s = sockets.copy()
-    need_inode = s["inode"].isna() & s["pid"].notna() & s["fd"].notna()
+    inode, pid, fd = (sockets[c].array for c in ("inode", "pid", "fd"))
+    need_inode = inode.isna() & ~pid.isna() & ~fd.isna()
     if need_inode.any():
-        keys = pd.MultiIndex.from_frame(s.loc[need_inode, ["round", "pid", "fd"]])
-        s.loc[need_inode, "inode"] = by_pidfd.reindex(keys).to_numpy()
-    need_owner = s["pid"].isna() & s["inode"].notna()
+        at = _first_match(sockets.loc[need_inode, ["round", "pid", "fd"]], fd_socks)
+        inode = inode.copy()
+        inode[need_inode] = fd_socks["inode"].array.take(at, allow_fill=True)
+    need_owner = pid.isna() & ~inode.isna()
     if need_owner.any():
-        keys = pd.MultiIndex.from_frame(s.loc[need_owner, ["round", "inode"]])
-        found = by_inode.reindex(keys)
-        s.loc[need_owner, "pid"] = found["pid"].to_numpy()
-        s.loc[need_owner, "fd"] = found["fd"].to_numpy()
-    return s
+        keys = pd.DataFrame({"round": sockets["round"].array[need_owner],
+                             "inode": inode[need_owner]})
+        at = _first_match(keys, fd_socks)
+        pid, fd = pid.copy(), fd.copy()
+        pid[need_owner] = fd_socks["pid"].array.take(at, allow_fill=True)
+        fd[need_owner] = fd_socks["fd"].array.take(at, allow_fill=True)
+    return sockets.assign(inode=inode, pid=pid, fd=fd)
+
+
+def _norm_ips(col: pd.Series) -> pd.Series:
+    """:func:`_norm_ip` of every address, worked out once per distinct address."""
+    codes, uniques = pd.factorize(col)
+    normal = pd.array([_norm_ip(u) for u in uniques] + [None], dtype="string")
+    return pd.Series(normal[codes], index=col.index)  # code -1 (null) takes the None
+
+
+#: Columns of ``connections`` taken from the socket rows: of the rows of one connection,
+#: the first non-null value in tool trust order (:data:`TOOL_ORDER`).
+_MERGED = ("bundle_id", "captured_at", "source", "pid", "fd", "inode", "proto", "state",
+           "local_ip", "local_port", "remote_ip", "remote_port")
 
 
 def build_connections(tables: Tables, manifest: dict[str, Any]) -> pd.DataFrame:
+    """One row per connection per round, ordered by round and key: the socket rows of
+    every tool that listed it merged, with the tools named in ``tools``."""
     sockets = tables["sockets"]
     if not len(sockets):
         return conform(pd.DataFrame(), "connections")
     s = sockets[sockets["proto"].astype("string").str.startswith(("tcp", "udp"), na=False)]
     s = _fill_from_fds(s, tables["fds"])
-    s = s.assign(local_ip=s["local_ip"].map(_norm_ip), remote_ip=s["remote_ip"].map(_norm_ip),
-                 family=s["proto"].astype("string").str[:3],
-                 order=s["tool"].map(TOOL_ORDER).fillna(9))
-    inode_key = s["inode"].astype("string")
-    tuple_key = (s["family"] + "|" + s["local_ip"].astype("string") + "|"
-                 + s["local_port"].astype("string") + "|" + s["remote_ip"].astype("string")
-                 + "|" + s["remote_port"].astype("string"))
-    # Prefer the inode when known and non-zero (TIME_WAIT sockets have inode 0).
-    use_inode = s["inode"].notna() & (s["inode"] != 0)
-    s = s.assign(key=tuple_key.where(~use_inode, "i" + inode_key))
-    # Tools that know the inode and tools that know only the tuple must meet: map tuples of
-    # inode-keyed rows onto their inode key.
-    tuple_to_inode = dict(zip(tuple_key[use_inode], s.loc[use_inode, "key"], strict=False))
-    if tuple_to_inode:
-        s["key"] = [k if inode else tuple_to_inode.get(t, k) for k, t, inode
-                    in zip(s["key"], tuple_key, use_inode, strict=False)]
-    s = s.sort_values(["round", "key", "order"])
-    tools = s.groupby(["round", "key"], sort=False)["tool"].agg(
-        lambda t: ",".join(sorted(set(map(str, t)))))
-    first = s.groupby(["round", "key"], sort=False).first()
-    conns = first.reset_index()
-    conns["tools"] = tools.to_numpy()
+    s = s.assign(local_ip=_norm_ips(s["local_ip"]), remote_ip=_norm_ips(s["remote_ip"]))
+    key = _connection_keys(s)
+    # Rows sorted by (round, key, tool trust): a group per connection, its best row first.
+    rnd = s["round"].to_numpy(dtype=np.int64, na_value=0)
+    key_rank, _ = pd.factorize(key, sort=True)
+    trust = s["tool"].map(TOOL_ORDER).fillna(9).to_numpy(dtype=np.float64)
+    rows = np.flatnonzero(key.notna().to_numpy() & s["round"].notna().to_numpy())
+    rows = rows[np.lexsort((trust[rows], key_rank[rows], rnd[rows]))]
+    r, k = rnd[rows], key_rank[rows]
+    new_group = np.ones(len(rows), bool)
+    new_group[1:] = (r[1:] != r[:-1]) | (k[1:] != k[:-1])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    conns = pd.DataFrame({"round": s["round"].array.take(rows[starts])}
+                         | {c: _first_valid(s[c], rows, group, len(starts)) for c in _MERGED},
+                         copy=False)
+    conns["tools"] = _tool_lists(s["tool"], rows, starts)
     pid = target_pid(tables, manifest)
     _label_peers(conns, manifest, pid)
     return conform(conns, "connections")
 
 
 def _label_peers(conns: pd.DataFrame, manifest: dict[str, Any], pid: int | None) -> None:
+    """``owned``, ``peer_role`` and ``peer`` of every connection, decided per row in this
+    order: listening socket; remote end a database the manifest names (or on a database
+    port of a named host); local port one the process listens on (inbound); remote port a
+    well-known database port when the manifest names none; without LISTEN rows, a fixed
+    local port facing an ephemeral remote one (inbound); any other remote port (upstream);
+    else unknown."""
     exact, db_ports = _db_targets(manifest)
-    listen = conns["state"] == "LISTEN"
+    state = conns["state"]
+    listen = (state == "LISTEN").fillna(False).to_numpy(dtype=bool)
     if pid is not None:
         conns["owned"] = conns["pid"] == pid
-        mine = conns["owned"].fillna(False)
+        mine = conns["owned"].fillna(False).to_numpy(dtype=bool)
     else:
         conns["owned"] = pd.NA
-        mine = pd.Series(True, index=conns.index)
-    listen_ports = set(conns.loc[listen & mine, "local_port"].dropna().astype(int))
-    role, peer = [], []
+        mine = np.ones(len(conns), bool)
+    lport, rport = conns["local_port"], conns["remote_port"]
+    listen_ports = set(lport[listen & mine].dropna().astype(int))
+    has_lport, has_rport = lport.notna().to_numpy(), rport.notna().to_numpy()
+    lp = lport.to_numpy(dtype=np.int64, na_value=0)
+    rp = rport.to_numpy(dtype=np.int64, na_value=0)
+    rip = conns["remote_ip"]
+    named_db = np.isin(rp, list(db_ports)) & has_rport
+    for ip, port in exact:
+        named_db |= ((rip == ip).fillna(False).to_numpy(dtype=bool) & (rp == port)
+                     & has_rport)
+    inbound = has_lport & np.isin(lp, list(listen_ports))
+    known_db = (not exact) & np.isin(rp, list(DB_PORTS)) & has_rport
+    served = ((not listen_ports) & has_lport & has_rport & (lp < EPHEMERAL_START)
+              & (rp >= EPHEMERAL_START))
+    upstream = has_rport & (rp != 0)
+    # The first condition that holds decides (np.select takes them in order).
+    cases = [listen, named_db, inbound, known_db, served, upstream]
+    roles = ["listen", "database", "inbound", "database", "inbound", "upstream"]
+    conns["peer_role"] = np.select(cases, roles, "unknown")
+    local = _endpoint(conns["local_ip"], lport)
+    remote = _endpoint(rip, rport)
+    conns["peer"] = np.select(cases, [local, remote, local, remote, local, remote], "")
 
-    def plain(col: str) -> list:
-        # Python values with None for missing: pd.NA refuses to be compared or hashed.
-        return [None if pd.isna(v) else v for v in conns[col].astype(object)]
 
-    for lip, lport, rip, rport, st in zip(plain("local_ip"), plain("local_port"),
-                                          plain("remote_ip"), plain("remote_port"),
-                                          plain("state"), strict=False):
-        rport_i = int(rport) if rport is not None else None
-        if st == "LISTEN":
-            role.append("listen")
-            peer.append(f"{lip}:{lport}")
-        elif rport_i is not None and ((rip, rport_i) in exact or rport_i in db_ports):
-            role.append("database")
-            peer.append(f"{rip}:{rport_i}")
-        elif lport is not None and int(lport) in listen_ports:
-            role.append("inbound")
-            peer.append(f"{lip}:{lport}")
-        elif not exact and rport_i in DB_PORTS:
-            role.append("database")
-            peer.append(f"{rip}:{rport_i}")
-        elif (not listen_ports and lport is not None and rport_i is not None
-              and int(lport) < EPHEMERAL_START <= rport_i):
-            # No LISTEN rows (a filtered listing): a fixed local port facing an ephemeral
-            # remote one is the server side of a client's connection.
-            role.append("inbound")
-            peer.append(f"{lip}:{lport}")
-        elif rport_i:
-            role.append("upstream")
-            peer.append(f"{rip}:{rport_i}")
-        else:
-            role.append("unknown")
-            peer.append("")
-    conns["peer_role"] = role
-    conns["peer"] = peer
+def _endpoint(ip: pd.Series, port: pd.Series) -> np.ndarray:
+    """``ip:port`` text of every row, "None" standing for a missing part."""
+    text = ip.astype("string").fillna("None") + ":" + port.astype("string").fillna("None")
+    return text.to_numpy(dtype=object)
+
+
+def _connection_keys(s: pd.DataFrame) -> pd.Series:
+    """The identity of each socket row's connection: ``i<inode>`` when the inode is known
+    and non-zero (TIME_WAIT sockets have inode 0), else the address tuple
+    ``family|local ip|local port|remote ip|remote port``; null when neither is known."""
+    tuple_key = (s["proto"].astype("string").str[:3] + "|" + s["local_ip"].astype("string")
+                 + "|" + s["local_port"].astype("string") + "|"
+                 + s["remote_ip"].astype("string") + "|" + s["remote_port"].astype("string"))
+    use_inode = (s["inode"].notna() & (s["inode"] != 0)).to_numpy(dtype=bool)
+    key = tuple_key.where(~use_inode, "i" + s["inode"].astype("string"))
+    if not use_inode.any():
+        return key
+    # Tools that know the inode and tools that know only the tuple must meet: a row
+    # without inode takes the key of the last inode-keyed row with the same tuple.
+    tuples, _ = pd.factorize(tuple_key, use_na_sentinel=False)
+    keyed = np.flatnonzero(use_inode)[::-1]  # last row of each tuple first
+    seen, at = np.unique(tuples[keyed], return_index=True)
+    holder = np.full(tuples.max() + 1, -1, np.int64)
+    holder[seen] = keyed[at]
+    source = np.where(use_inode, -1, holder[tuples])
+    source = np.where(source >= 0, source, np.arange(len(key)))
+    return pd.Series(key.array.take(source), index=key.index)
+
+
+def _first_valid(col: pd.Series, rows: np.ndarray, group: np.ndarray,
+                 groups: int) -> pd.api.extensions.ExtensionArray:
+    """Per group of ``rows`` (in that order), the first non-null value of ``col``."""
+    values = col.array.take(rows)
+    valid = np.flatnonzero(~np.asarray(values.isna(), dtype=bool))
+    first = np.full(groups, -1, np.int64)
+    seen, at = np.unique(group[valid], return_index=True)
+    first[seen] = valid[at]
+    return values.take(first, allow_fill=True)
+
+
+def _tool_lists(tool: pd.Series, rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group of ``rows`` (starting at ``starts``), the tools that listed it: sorted
+    names joined by commas. Tools are parser names (a handful), one bit each."""
+    codes, names = pd.factorize(tool.array.take(rows), use_na_sentinel=False)
+    names = [str(n) for n in names]
+    bits = np.left_shift(np.uint64(1), codes.astype(np.uint64))
+    masks = np.bitwise_or.reduceat(bits, starts) if len(rows) else bits
+    distinct, which = np.unique(masks, return_inverse=True)
+    text = [",".join(sorted(n for i, n in enumerate(names) if int(m) >> i & 1))
+            for m in distinct]
+    return np.array(text, dtype=object)[which.reshape(-1)]
 
 
 def round_facts(tables: Tables, conns: pd.DataFrame, pid: int | None) -> dict[str, dict]:

@@ -7,6 +7,7 @@ Detectors read only this and the tables; each is then a short rule about one pat
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -142,9 +143,20 @@ class StackIndex(Mapping[int, StackInfo]):
     def __init__(self, stacks: pd.DataFrame) -> None:
         self._infos: dict[int, StackInfo] = {}
         self._runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._readers: dict[str, Callable[[int, int], list]] = {}
         self._table = stacks
         self._sorted = False
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """stack_id (-1 for null), whether it is null, and depth (-1 for null) of every
+        row, as arrays read once."""
+        if self._rows is None:
+            st = self._table
+            self._rows = (st["stack_id"].to_numpy(dtype=np.int64, na_value=-1),
+                          st["stack_id"].isna().to_numpy(),
+                          st["depth"].to_numpy(dtype=np.int64, na_value=-1))
+        return self._rows
 
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sorted stack ids, start row, end row): a stack's rows are the run from its
@@ -152,9 +164,8 @@ class StackIndex(Mapping[int, StackInfo]):
         not depths 0, 1, 2, ... of one stack means an unordered table (e.g. one put
         together by hand): it is then sorted once, see :meth:`_regroup`."""
         if self._runs is None:
-            st = self._table
-            sid = st["stack_id"].to_numpy(dtype=np.int64, na_value=-1)
-            starts = np.flatnonzero((st["depth"] == 0).to_numpy(dtype=bool, na_value=False))
+            sid, _, depth = self._ids()
+            starts = np.flatnonzero(depth == 0)
             ends = np.r_[starts[1:], len(sid)].astype(np.int64)
             ids = sid[starts]
             order = np.argsort(ids, kind="stable")
@@ -173,23 +184,29 @@ class StackIndex(Mapping[int, StackInfo]):
         st = st[st["stack_id"].notna() & st["depth"].notna()]
         st = st.sort_values(["stack_id", "depth"], kind="stable")
         self._table = st.drop_duplicates(["stack_id", "depth"]).reset_index(drop=True)
-        self._runs, self._sorted, self._arrays = None, True, {}
+        self._runs, self._rows, self._readers, self._sorted = None, None, {}, True
 
     def _column(self, name: str, start: int, end: int) -> list:
         """One stack's values of a column as Python objects (nulls: None for ``line``,
-        "" for text); categorical text is read from its codes, without a per-row pass."""
-        col = self._table[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            if name not in self._arrays:  # the distinct strings ("" for the null code -1)
-                self._arrays[name] = (
-                    np.array([*col.cat.categories.astype(str).tolist(), ""], dtype=object),
-                    col.cat.codes.to_numpy())
-            cats, codes = self._arrays[name]
-            return cats[codes[start:end]].tolist()
-        part = col.iloc[start:end]
+        "" for text)."""
+        if name not in self._readers:
+            self._readers[name] = self._reader(self._table[name], name)
+        return self._readers[name](start, end)
+
+    @staticmethod
+    def _reader(col: pd.Series, name: str) -> Callable[[int, int], list]:
+        """Rows start:end of ``col`` as a list, from arrays read once: categorical text
+        from its codes and distinct strings, ``line`` from integers and a null mask."""
+        if isinstance(col.dtype, pd.CategoricalDtype):  # "" for the null code -1
+            cats = np.array([*col.cat.categories.astype(str).tolist(), ""], dtype=object)
+            codes = col.cat.codes.to_numpy()
+            return lambda a, b: cats[codes[a:b]].tolist()
         if name == "line":
-            return [int(x) if pd.notna(x) else None for x in part]
-        return ["" if pd.isna(x) else str(x) for x in part]
+            values = col.to_numpy(dtype=np.int64, na_value=0)
+            null = col.isna().to_numpy()
+            return lambda a, b: [None if n else v for v, n in
+                                 zip(values[a:b].tolist(), null[a:b].tolist(), strict=True)]
+        return lambda a, b: ["" if pd.isna(x) else str(x) for x in col.iloc[a:b]]
 
     def __getitem__(self, sid: int) -> StackInfo:
         info = self._infos.get(sid)
@@ -199,11 +216,11 @@ class StackIndex(Mapping[int, StackInfo]):
         if rows is None:
             raise KeyError(sid)
         start, end = rows
-        run = self._table.iloc[start:end]
+        ids, null_id, depth = self._ids()
+        # A null stack_id inside the run does not break it (as pandas' all() skips it).
         if not self._sorted and not (
-                (run["stack_id"] == sid).all()
-                and (run["depth"].to_numpy(dtype=np.int64, na_value=-1)
-                     == np.arange(end - start)).all()):
+                ((ids[start:end] == sid) | null_id[start:end]).all()
+                and (depth[start:end] == np.arange(end - start)).all()):
             self._regroup()
             return self[sid]
         info = self._infos[sid] = StackInfo(
@@ -245,6 +262,63 @@ def stack_infos(stacks: pd.DataFrame) -> StackIndex:
     return StackIndex(stacks)
 
 
+class Groups:
+    """Rows grouped by key columns like ``df.groupby(keys, sort=False)`` (groups in order
+    of first appearance, rows with a null key left out), with the reductions the buckets
+    need done by numpy on group ids: pandas' groupby machinery costs milliseconds per
+    call, more than the work itself on the few hundred rows of a goroutine dump."""
+
+    def __init__(self, df: pd.DataFrame, keys: list[str]) -> None:
+        self.keys = keys
+        ids = df.groupby(keys, sort=False).ngroup().to_numpy()
+        self.rows = np.flatnonzero(ids >= 0)
+        self.ids = ids[self.rows]
+        self.count = int(self.ids.max()) + 1 if len(self.ids) else 0
+        _, at = np.unique(self.ids, return_index=True)
+        self.first_rows = self.rows[at]
+
+    def first(self, col: pd.Series) -> pd.api.extensions.ExtensionArray:
+        """The value of each group's first row (for key columns)."""
+        return col.array.take(self.first_rows)
+
+    def sum(self, col: pd.Series) -> np.ndarray:
+        out = np.zeros(self.count, np.int64)
+        np.add.at(out, self.ids, col.to_numpy(dtype=np.int64)[self.rows])
+        return out
+
+    def min(self, col: pd.Series) -> pd.arrays.IntegerArray:
+        return self._extreme(col, np.minimum, np.iinfo(np.int64).max)
+
+    def max(self, col: pd.Series) -> pd.arrays.IntegerArray:
+        return self._extreme(col, np.maximum, np.iinfo(np.int64).min)
+
+    def _extreme(self, col: pd.Series, ufunc: np.ufunc, start: int) -> pd.arrays.IntegerArray:
+        """Per group, the extreme of the non-null values; null when there is none."""
+        valid = col.notna().to_numpy()[self.rows]
+        values = col.to_numpy(dtype=np.int64, na_value=0)[self.rows][valid]
+        out = np.full(self.count, start, np.int64)
+        ufunc.at(out, self.ids[valid], values)
+        seen = np.zeros(self.count, bool)
+        seen[self.ids[valid]] = True
+        return pd.arrays.IntegerArray(np.where(seen, out, 0), ~seen)
+
+    def any(self, col: pd.Series) -> pd.arrays.BooleanArray:
+        """Per group, whether some row is true (nulls count as false)."""
+        out = np.zeros(self.count, bool)
+        out[self.ids[col.fillna(False).to_numpy(dtype=bool)[self.rows]]] = True
+        return pd.arrays.BooleanArray(out, np.zeros(self.count, bool))
+
+    def distinct(self, col: pd.Series) -> list[list[int]]:
+        """Per group, its distinct non-null integers in ascending order."""
+        valid = col.notna().to_numpy()[self.rows]
+        pairs = np.unique(np.column_stack([
+            self.ids[valid], col.to_numpy(dtype=np.int64, na_value=0)[self.rows][valid]]),
+            axis=0)  # sorted by group, then value
+        bounds = np.searchsorted(pairs[:, 0], np.arange(self.count + 1))
+        values = pairs[:, 1]
+        return [values[a:b].tolist() for a, b in itertools.pairwise(bounds)]
+
+
 def _match_signature(info: StackInfo | None, state: str | None):
     if info is None:
         return None
@@ -282,13 +356,15 @@ def bucket_goroutines(gr: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.D
     g["state"] = _normal_states(g["state"])
     g["count"] = g["count"].fillna(1).astype("int64")
     keyed = g.assign(state_key=g["state"].fillna(""), cb=g["created_by"].fillna(""))
-    agg = keyed.groupby(["round", "stack_id", "state_key", "cb"], sort=False).agg(
-        count=("count", "sum"),
-        wait_min=("wait_minutes", "min"),
-        wait_max=("wait_minutes", "max"),
-        leaked=("leaked", "any"),
-        parents=("parent_goroutine_id", lambda p: sorted({int(x) for x in p.dropna()})),
-    ).reset_index()
+    groups = Groups(keyed, ["round", "stack_id", "state_key", "cb"])
+    agg = pd.DataFrame({
+        **{key: groups.first(keyed[key]) for key in groups.keys},
+        "count": groups.sum(keyed["count"]),
+        "wait_min": groups.min(keyed["wait_minutes"]),
+        "wait_max": groups.max(keyed["wait_minutes"]),
+        "leaked": groups.any(keyed["leaked"]),
+        "parents": groups.distinct(keyed["parent_goroutine_id"]),
+    })
     rows = []
     for rec in agg.itertuples(index=False):
         sid = int(rec.stack_id)

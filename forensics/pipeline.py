@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import __version__
 from .bundle import Bundle, BundleError, BundleWarning, Limits, read_bundle
 from .inventory import Artifact, assign_times_and_rounds, cap_artifacts, identify
 from .parsers import available, load
 from .parsers.base import NotUsed, ParseContext, ParseError
-from .schema import CONTEXT_FREE, Tables, concat, conform
+from .schema import CONTEXT_FREE, Tables, concat, conform, conform_own
 
 # Exit codes, documented in the CLI help and README.
 EXIT_OK = 0
@@ -161,7 +162,8 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
     per frame of every stack (10^7 rows for a big service). Stacks are shared by content
     hash, so a stack already listed by an earlier artifact is not listed again; each
     parser gives one row per (stack_id, depth) of its own stacks. The context columns
-    are added once per table, not once per artifact (a bundle has dozens of artifacts).
+    are added once per table, not once per artifact (a bundle has dozens of artifacts),
+    and parsers' frames are held to their own columns only until then.
     """
     parts: dict[str, list[tuple[Artifact, pd.DataFrame]]] = {}
     for a in arts:
@@ -169,7 +171,8 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
             continue
         for name, df in a.result.tables.items():
             if df is not None and len(df):
-                parts.setdefault(name, []).append((a, conform(df, name)))
+                own = conform(df, name) if name in CONTEXT_FREE else conform_own(df, name)
+                parts.setdefault(name, []).append((a, own))
     tables = Tables()
     for name, items in parts.items():
         dfs = [df for _, df in items]
@@ -186,26 +189,33 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
 def with_context(df: pd.DataFrame, name: str, bundle: Bundle,
                  spans: list[tuple[Artifact, int]]) -> pd.DataFrame:
     """Rows of several artifacts, concatenated in ``spans`` order (artifact, rows), with
-    bundle_id, round, captured_at and source (and the pid of per-process listings)."""
+    bundle_id, round, captured_at and source in front (and the pid of per-process
+    listings). The text columns are built by Arrow from one value per artifact, not a
+    Python string per row (a 200k-row table has 200k rows of the same few values)."""
     lens = np.array([n for _, n in spans], np.int64)
     n = int(lens.sum())
-    owner = np.repeat(np.arange(len(spans)), lens)
+    owner = np.repeat(np.arange(len(spans), dtype=np.int32), lens)  # artifact of each row
     times = pd.to_datetime([pd.Timestamp(a.captured_at) if a.captured_at else pd.NaT
                             for a, _ in spans], utc=True)
-    extra: dict[str, object] = {
-        "bundle_id": pd.array(np.full(n, bundle.bundle_id, dtype=object), dtype="string"),
+    context: dict[str, object] = {
+        "bundle_id": _repeated_text([bundle.bundle_id], np.zeros(n, np.int32)),
         "round": pd.array(np.array([a.round for a, _ in spans], np.int64)[owner],
                           dtype="Int64"),
         "captured_at": times[owner].array,
-        "source": pd.array(np.array([a.path for a, _ in spans], dtype=object)[owner],
-                           dtype="string"),
+        "source": _repeated_text([a.path for a, _ in spans], owner),
     }
+    own = {col: df[col].array for col in df.columns if col not in context}
     # Only per-process listings inherit the artifact's pid: /proc/PID/net/tcp
     # lists the whole network namespace, not the process's own sockets.
-    if name in PER_PROCESS_TABLES and "pid" in df.columns:
+    if name in PER_PROCESS_TABLES and "pid" in own:
         pids = pd.array([a.pid for a, _ in spans], dtype="Int64")
-        df = df.assign(pid=df["pid"].fillna(pd.Series(pids[owner], index=df.index)))
-    return df.assign(**extra)
+        own["pid"] = own["pid"].fillna(pids[owner])
+    return pd.DataFrame({**context, **own}, index=pd.RangeIndex(n), copy=False)
+
+
+def _repeated_text(values: list[str], index: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values[index[i]]`` for every row as a pandas ``string`` array, gathered by Arrow."""
+    return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()).take(index))
 
 
 def new_stacks_only(dfs: list[pd.DataFrame]) -> list[pd.DataFrame]:

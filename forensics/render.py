@@ -65,6 +65,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -516,6 +517,7 @@ def _environment(fmt: str, templates: str | None):
     loaders.append(jinja2.FileSystemLoader(str(TEMPLATE_DIR)))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
+        bytecode_cache=_bytecode_cache(fmt),
         autoescape=(fmt == "html"),
         finalize=_html_finalize if fmt == "html" else _md_finalize,
         trim_blocks=True,
@@ -532,6 +534,44 @@ def _environment(fmt: str, templates: str | None):
         "fileline": file_line,
     })
     return env
+
+
+def _bytecode_cache(fmt: str):
+    """Compiled templates kept between runs in the user's cache folder
+    (``$XDG_CACHE_HOME/forensics``, else ``~/.cache/forensics``): compiling them costs a
+    tenth of a second on every run, more than rendering a report. jinja2 recompiles a
+    template whose source changed; the folder is per jinja2 version and per format,
+    because the compiled code depends on both (autoescape, finalize). Without a private,
+    writable folder there is no cache and templates are compiled on every run."""
+    import jinja2
+
+    class QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+        """Fails silently: a full disk or a damaged file costs a compile, not the report."""
+
+        def load_bytecode(self, bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:
+                bucket.reset()
+
+        def dump_bytecode(self, bucket) -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:
+                pass
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "forensics", f"jinja2-{jinja2.__version__}-{fmt}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+    except OSError:
+        return None
+    # Cached code runs when loaded: use only a folder that no other user can write.
+    if (hasattr(os, "getuid") and st.st_uid != os.getuid()) or st.st_mode & 0o022 \
+            or not os.access(folder, os.W_OK | os.X_OK):
+        return None
+    return QuietBytecodeCache(folder)
 
 
 def severity_counts(findings: list[dict[str, Any]]) -> dict[str, int]:

@@ -263,6 +263,13 @@ def _cast(col: pd.Series, dtype: str) -> pd.Series:
     if dtype.startswith("datetime"):
         return pd.to_datetime(col, utc=True, errors="coerce")
     if dtype in ("Int64", "Int32"):
+        if dtype == "Int64" and col.dtype.kind == "i":
+            # Plain integers need no parsing: the values as they are, none of them null.
+            return pd.Series(pd.arrays.IntegerArray(col.to_numpy(dtype=np.int64),
+                                                    np.zeros(len(col), bool)),
+                             index=col.index, name=col.name, copy=False)
+        if col.dtype.kind == "f":  # already numbers: only the nulls and the cast remain
+            return col.astype(dtype)
         return pd.to_numeric(col, errors="coerce").astype(dtype)
     if dtype == "category":
         if str(col.dtype) != "string":
@@ -304,16 +311,53 @@ def _contract(table: str) -> tuple[list[str], list[str]]:
     return [n for n, _ in cols], [pandas_dtype(table, n, t) for n, t in cols]
 
 
-def _conformed(df: pd.DataFrame, table: str) -> bool:
+def _conformed(df: pd.DataFrame, table: str, names: list[str] | None = None,
+               dtypes: list[str] | None = None) -> bool:
     """Whether ``df`` already is exactly the contract (the common case: conform runs at
-    every stage, and rebuilding an already conformed frame costs a millisecond each)."""
-    names, dtypes = _contract(table)
+    every stage, and rebuilding an already conformed frame costs a millisecond each).
+
+    A timestamp column of any unit counts: :func:`_cast` keeps the unit pandas chose
+    (microseconds for Python datetimes), so casting it again would change nothing."""
+    if names is None or dtypes is None:
+        names, dtypes = _contract(table)
     if list(df.columns) != names:
         return False
     idx = df.index
     if not (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1):
         return False
-    return [str(dt) for dt in df.dtypes] == dtypes
+    return all(have == want or (_utc_datetime(want) and _utc_datetime(have))
+               for have, want in zip(map(str, df.dtypes), dtypes, strict=True))
+
+
+def _utc_datetime(dtype: str) -> bool:
+    return dtype.startswith("datetime64[") and dtype.endswith(", UTC]")
+
+
+def own_columns(table: str) -> list[str]:
+    """The table's columns without the common context ones: what a parser produces."""
+    return [name for name, _ in _TABLES[table]]
+
+
+def conform_own(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Like :func:`conform`, but only the table's own columns (no bundle_id, round,
+    captured_at, source): the pipeline adds those afterwards from the artifact, so
+    building null ones first would be wasted work."""
+    names, dtypes = _own_contract(table)
+    if _conformed(df, table, names, dtypes):
+        return df
+    n = len(df)
+    present = set(df.columns)
+    out = {name: _cast(df[name], dtype).array if name in present else nulls(dtype, n)
+           for name, dtype in zip(names, dtypes, strict=True)}
+    return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+
+
+@cache
+def _own_contract(table: str) -> tuple[list[str], list[str]]:
+    names, dtypes = _contract(table)
+    own = set(own_columns(table))
+    keep = [i for i, name in enumerate(names) if name in own]
+    return [names[i] for i in keep], [dtypes[i] for i in keep]
 
 
 def concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
