@@ -221,7 +221,7 @@ def test_fast_sample_decoder_matches_protobuf(corpus: Path, path: Path) -> None:
     data = path.read_bytes()
     raw = pb.RawProfile.FromString(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
     n_types = len(raw.sample_type)
-    fast = hp._decode_samples(raw.sample, n_types)
+    fast = pb.decode_samples(raw.sample, n_types)
     slow = hp._decode_samples_slow(raw.sample, n_types, ParseResult())
     assert fast is not None
     for name in ("loc_ids", "offsets", "values", "label_sample", "label_key", "label_str",
@@ -487,8 +487,111 @@ def test_empty_packed_field_and_sample_without_locations() -> None:
     assert hs["inuse_space"].tolist()[-2:] == [8, 8]
     assert hs["stack_id"].iloc[-1] == hs["stack_id"].iloc[-2] == hp.folded_stack_hash([])
     raw = pb.RawProfile.FromString(data + extra)
-    fast = hp._decode_samples(raw.sample, 4)
+    fast = pb.decode_samples(raw.sample, 4)
     slow = hp._decode_samples_slow(raw.sample, 4, ParseResult())
     assert fast is not None
     np.testing.assert_array_equal(fast.offsets, slow.offsets)
     np.testing.assert_array_equal(fast.loc_ids, slow.loc_ids)
+
+
+# --------------------------------------------------------------------------- batches and ids
+
+def _tables(data: bytes) -> dict[str, pd.DataFrame]:
+    res = hp.parse(data, CTX)
+    return {**res.tables, "warnings": pd.DataFrame({"w": [w.message for w in res.warnings]})}
+
+
+def _assert_same_tables(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    """Equal tables, categories and their order included (compared by codes: pandas'
+    own comparison of categorical columns takes seconds at 10^5 rows)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        x, y = a[name], b[name]
+        assert list(x.columns) == list(y.columns), name
+        for col in x.columns:
+            if isinstance(x[col].dtype, pd.CategoricalDtype):
+                assert x[col].dtype == y[col].dtype, (name, col)
+                np.testing.assert_array_equal(x[col].cat.codes, y[col].cat.codes)
+            else:
+                pd.testing.assert_series_equal(x[col], y[col], obj=f"{name}.{col}")
+
+
+@pytest.mark.parametrize("name", ["pyroscope-pkg-pprof-testdata-heap.pb.gz",
+                                  "goprofilernotes-goroutine-1.net.http.pprof.goroutine.debug0.pb.gz"])
+def test_tiny_batches_give_the_same_tables(corpus: Path, name: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding and stack building work a batch at a time; where the batches end must
+    not show in the tables (samples, ids and frames cut anywhere)."""
+    data = _read(corpus, name)
+    whole = _tables(data)
+    monkeypatch.setattr(pb, "BATCH_BYTES", 4099)
+    monkeypatch.setattr(hp, "STACK_BATCH", 1009)
+    _assert_same_tables(whole, _tables(data))
+
+
+def test_tiny_batches_with_inlining_duplicates_and_labels(monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    data = _big_profile(3_000, 1_000)
+    whole = _tables(data)
+    assert whole["stacks"]["inlined"].any()
+    monkeypatch.setattr(pb, "BATCH_BYTES", 301)
+    monkeypatch.setattr(hp, "STACK_BATCH", 37)
+    _assert_same_tables(whole, _tables(data))
+
+
+def _renumbered(b: _Builder, new_id: dict[int, int]) -> bytes:
+    """``b``'s profile with its location ids replaced (definitions and references)."""
+    p = pb.Profile.FromString(b.bytes())
+    for loc in p.location:
+        loc.id = new_id[loc.id]
+    for smp in p.sample:
+        ids = [new_id.get(i, i) for i in smp.location_id]
+        del smp.location_id[:]
+        smp.location_id.extend(ids)
+    return p.SerializeToString()
+
+
+def test_sparse_location_ids_give_the_same_tables() -> None:
+    """Ids far beyond the number of locations are looked up by search, not by table."""
+    dense = _small()
+    sparse = _renumbered(_small(), {10: 10**12, 11: 7, 12: 2**40 + 3, 13: 5 * 10**9})
+    _assert_same_tables(_tables(dense.bytes()), _tables(sparse))
+
+
+@pytest.mark.parametrize("ids", [{10: 10, 11: 11, 12: 12, 13: 13},
+                                 {10: 10**12, 11: 11, 12: 12, 13: 13}],
+                         ids=["table", "search"])
+def test_undefined_location_ids_are_dropped_with_a_warning(ids: dict[int, int]) -> None:
+    b = _small()
+    b.sample([10, 99, 11, 12], [1, 8, 1, 8], bytes=8)  # 99: never defined
+    b.sample([98], [1, 8, 1, 8], bytes=8)
+    res = hp.parse(_renumbered(b, ids), CTX)
+    assert [w.message for w in res.warnings] == [
+        "2 sample frames reference undefined location ids; dropped"]
+    hs, stacks = res.tables["heap_samples"], res.tables["stacks"]
+    assert hs["stack_id"].iloc[3] == hs["stack_id"].iloc[0]  # the same frames
+    assert hs["stack_id"].iloc[4] == hp.folded_stack_hash([])
+    assert stacks["stack_id"].nunique() == 2
+
+
+def test_duplicate_location_ids_use_the_first_definition() -> None:
+    b = _small()
+    b.loc(11, 0x4a7000, (1, 99))  # a second location 11: ignored
+    res = hp.parse(b.bytes(), CTX)
+    assert [w.message for w in res.warnings] == [
+        "duplicate location ids; the first definition is used"]
+    plain = _tables(_small().bytes())
+    pd.testing.assert_frame_equal(plain["heap_samples"], res.tables["heap_samples"])
+    # Its function is a category of the column, but no row uses it.
+    pd.testing.assert_frame_equal(plain["stacks"].astype(object),
+                                  res.tables["stacks"].astype(object))
+
+
+def test_samples_without_any_location_defined() -> None:
+    b = _Builder()
+    b.sample([1, 2], [1, 8, 1, 8], bytes=8)
+    res = hp.parse(b.bytes(), CTX)
+    assert [w.message for w in res.warnings] == [
+        "samples reference locations but the profile defines none"]
+    assert res.tables["heap_samples"]["stack_id"].tolist() == [hp.folded_stack_hash([])]
+    assert len(res.tables["stacks"]) == 0

@@ -4,12 +4,14 @@ goroutine profiles to ``goroutines``, and every other kind rejected with a reaso
 Why it looks the way it does:
 
 - A heap profile of a big service holds hundreds of thousands of samples, and Go writes
-  one sample per distinct allocation stack, so almost every sample is its own stack. A
-  Python object per sample (or per frame) would take many seconds, so samples are decoded
-  with numpy from their wire bytes (see :func:`_decode_samples`), frames are worked out
-  once per *location*, and the ``stacks`` table is gathered from per-location frame
-  blocks with index arithmetic. Identical location sequences are grouped with a
-  vectorized hash that is then verified element by element (never merged wrongly).
+  one sample per distinct allocation stack, so almost every sample is its own stack
+  (500k stacks are 15M ``stacks`` rows). A Python object per sample (or per frame) would
+  take many seconds, so samples are decoded with numpy from their wire bytes
+  (:func:`profile_proto.decode_samples`), frames are worked out once per *location*,
+  and every ``stacks`` column is gathered from a small table with a value per location
+  frame (:func:`build_stacks`), a batch of samples at a time. Fresh memory is what
+  costs most at this size (page faults), so no array of all frames is made that is not
+  a column of the table.
 - ``stack_id`` here is a fold of per-frame blake2b digests (:func:`fold_digests`), not
   :func:`forensics.stacks.stack_hash`: that one hashes each stack's whole text, a
   gigabyte of hashing for half a million distinct heap stacks. Both are stable content
@@ -43,6 +45,7 @@ from ..schema import COMMON, arrow_schema, nulls, pandas_dtype
 from ..stacks import Frame
 from . import profile_proto as pb
 from .base import NotUsed, ParseContext, ParseError, ParseResult
+from .profile_proto import Samples
 
 KIND = "heap_pprof"
 TABLES = ("heap_samples", "stacks", "heap_profiles", "goroutines", "goroutine_leaks")
@@ -188,225 +191,6 @@ class _Strings:
         return -1
 
 
-@dataclass
-class Samples:
-    """Samples as flat arrays: sample i's location ids are
-    ``loc_ids[offsets[i]:offsets[i+1]]`` (leaf first); ``values`` is (n, types)."""
-
-    loc_ids: np.ndarray
-    offsets: np.ndarray
-    values: np.ndarray
-    #: One entry per label: sample index, key, str (string indices) and num.
-    label_sample: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    label_key: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    label_str: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    label_num: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenation of ``arange(starts[i], stops[i])`` and the i of each element."""
-    lens = stops - starts
-    group = np.repeat(np.arange(len(starts), dtype=np.int64), lens)
-    first = np.cumsum(lens) - lens
-    idx = np.repeat(starts - first, lens)
-    idx += np.arange(len(idx), dtype=idx.dtype)
-    return idx, group
-
-
-def _varints(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Decode ``buf`` as a run of varints: (values, index of the last byte) per varint.
-
-    Horner's rule from each varint's last (most significant) byte backwards, one step
-    per byte position, on the shrinking set of varints that are that long: only arrays
-    with one entry per varint are allocated (big temporaries are slow to fault in).
-    """
-    # ends[i + 1] tells whether byte i ends a varint; ends[0] stands for "before the data".
-    ends = np.empty(len(buf) + 1, bool)
-    ends[0] = True
-    np.less(buf, 0x80, out=ends[1:])
-    last = np.flatnonzero(ends[1:])
-    if len(buf) and (len(last) == 0 or last[-1] != len(buf) - 1):
-        return None
-    values = (buf[last] & 0x7F).astype(np.uint64)
-    longer = np.flatnonzero(~ends[last])  # the byte before is a continuation byte
-    seven = np.uint64(7)
-    for k in range(1, 11):
-        if not len(longer):
-            return values, last
-        if k == 10:
-            return None  # longer than a varint may be
-        at = last[longer]
-        at -= k
-        acc = values[longer]
-        acc <<= seven
-        acc |= buf[at] & 0x7F
-        values[longer] = acc
-        longer = longer[~ends[at]]  # at - 1 (shifted by one in ends) continues it
-    return values, last
-
-
-#: Samples decoded per numpy pass: big enough that the per-pass Python work is nothing,
-#: small enough that the per-byte temporaries stay a few MB (fresh 100 MB arrays cost
-#: more in page faults than the arithmetic done on them).
-_BATCH = 1 << 15
-
-
-def _decode_samples(raw: Sequence[bytes], n_types: int) -> Samples | None:
-    """Decode Sample messages from their wire bytes with numpy, in batches; None to fall
-    back to protobuf (see :func:`_decode_batch`)."""
-    raw = list(raw)  # upb makes a new bytes object on every access: take them once
-    parts: list[Samples] = []
-    for at in range(0, len(raw), _BATCH):
-        part = _decode_batch(raw[at:at + _BATCH], n_types)
-        if part is None:
-            return None
-        parts.append(part)
-    if len(parts) == 1:
-        return parts[0]
-    return _join_samples(parts, n_types)
-
-
-def _join_samples(parts: list[Samples], n_types: int) -> Samples:
-    base = np.cumsum([0] + [len(p) for p in parts])
-    loc_base = np.cumsum([0] + [len(p.loc_ids) for p in parts])
-    offsets = np.concatenate([[0]] + [p.offsets[1:] + loc_base[k] for k, p in enumerate(parts)])
-    return Samples(
-        np.concatenate([p.loc_ids for p in parts]), offsets,
-        np.concatenate([p.values for p in parts]).reshape(-1, n_types),
-        np.concatenate([p.label_sample + base[k] for k, p in enumerate(parts)]),
-        np.concatenate([p.label_key for p in parts]),
-        np.concatenate([p.label_str for p in parts]),
-        np.concatenate([p.label_num for p in parts]),
-    )
-
-
-def _decode_batch(raw: list[bytes], n_types: int) -> Samples | None:
-    """Decode Sample messages from their wire bytes with numpy, or None to fall back.
-
-    Every byte of a Sample is part of a varint (tags, lengths, packed values and the
-    all-varint Label message), so the joined bytes decode as one varint run. The
-    top-level fields of all samples are then found together, one field per sample per
-    step, following each field's length; the steps taken are the largest number of
-    fields in one sample (3 or 4 for what Go writes).
-    """
-    n = len(raw)
-    lens = np.fromiter(map(len, raw), dtype=np.int64, count=n)
-    buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
-    dec = _varints(buf)
-    if dec is None:
-        return None
-    vals, vlast = dec
-    s_end = np.cumsum(lens)
-    nonempty = np.flatnonzero(lens > 0)
-    # ended[b]: varints ended at or before byte b, so a varint ending at b has index
-    # ended[b] - 1. Every sample and every field payload must end where a varint ends.
-    ended = np.cumsum(buf < 0x80, dtype=np.int32 if len(buf) < 2**31 else np.int64)
-    if np.any(buf[s_end[nonempty] - 1] >= 0x80):
-        return None
-    v_end = np.zeros(n, np.int64)
-    v_end[nonempty] = ended[s_end[nonempty] - 1]
-    np.maximum.accumulate(v_end, out=v_end)
-    v_start = np.concatenate(([0], v_end[:-1]))
-
-    cur, mine = v_start[nonempty], nonempty
-    tags: list[np.ndarray] = []
-    owners: list[np.ndarray] = []
-    while len(cur):
-        if len(tags) >= 256:  # a sample with hundreds of fields: let protobuf do it
-            return None
-        tags.append(cur)
-        owners.append(mine)
-        wire = vals[cur] & np.uint64(7)
-        if np.any((wire != _LEN) & (wire != _VARINT)) or np.any(cur + 1 >= v_end[mine]):
-            return None  # an unknown wire type, or a tag without its value
-        nxt = cur + 2
-        is_len = np.flatnonzero(wire == _LEN)
-        if len(is_len):
-            size = vals[cur[is_len] + 1]
-            if np.any(size > np.uint64(len(buf))):
-                return None
-            last_byte = vlast[cur[is_len] + 1] + size.astype(np.int64)
-            if np.any(last_byte >= s_end[mine[is_len]]):
-                return None
-            if np.any(buf[last_byte] >= 0x80):
-                return None
-            nxt[is_len] = ended[last_byte]
-        alive = nxt < v_end[mine]
-        cur, mine = nxt[alive], mine[alive]
-    if not tags:
-        return _collect_fields(np.zeros(0, np.int64), np.zeros(0, np.int64), vals, n, n_types)
-    top = np.concatenate(tags)
-    order = np.argsort(top, kind="stable")
-    return _collect_fields(top[order], np.concatenate(owners)[order], vals, n, n_types)
-
-
-def _collect_fields(top: np.ndarray, owner: np.ndarray, vals: np.ndarray, n: int,
-                    n_types: int) -> Samples | None:
-    """Turn the top-level field tags of all samples into :class:`Samples`."""
-    nv = len(vals)
-    number = (vals[top] >> np.uint64(3)).astype(np.int64)
-    is_len = (vals[top] & np.uint64(7)) == _LEN
-    # Field payload as a varint index range: a packed run, or the single varint value.
-    # Starts are never tags and stops always are, so no two marks below land together.
-    nxt = np.append(top[1:], nv)
-    p_start = np.where(is_len, top + 2, top + 1)
-    p_stop = np.where(is_len, nxt, top + 2)
-    mark = np.zeros(nv + 1, np.int8)
-    for num in (1, 2):
-        sel = (number == num) & (p_stop > p_start)  # an empty packed field marks nothing
-        mark[p_start[sel]] = num
-        mark[p_stop[sel]] = -num
-    kind = np.cumsum(mark[:-1], dtype=np.int8)
-
-    def counts(num: int) -> np.ndarray:
-        sel = number == num
-        per = np.bincount(owner[sel], weights=p_stop[sel] - p_start[sel], minlength=n)
-        return per.astype(np.int64)
-
-    value_count = counts(2)
-    if n and np.any(value_count != n_types):
-        return None
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(counts(1), out=offsets[1:])
-    value = vals[kind == 2].view(np.int64).reshape(n, n_types)
-    loc = vals[kind == 1]
-    if len(loc) and int(loc.max()) < 2**32:
-        loc = loc.astype(np.uint32)  # location ids are small: half the memory
-    out = Samples(loc, offsets, value)
-    sel = (number == 3) & is_len
-    if np.any(sel):
-        if not _collect_labels(out, p_start[sel], p_stop[sel], owner[sel], vals):
-            return None
-    return out
-
-
-def _collect_labels(out: Samples, start: np.ndarray, stop: np.ndarray, owner: np.ndarray,
-                    vals: np.ndarray) -> bool:
-    """Label messages are (tag, value) varint pairs: key=1, str=2, num=3, num_unit=4."""
-    if np.any((stop - start) % 2):
-        return False
-    idx, grp = _ranges(start, stop)
-    tag_pos = idx[(idx - start[grp]) % 2 == 0]
-    tag_grp = grp[(idx - start[grp]) % 2 == 0]
-    if np.any(vals[tag_pos] & 7):
-        return False
-    number = (vals[tag_pos] >> 3).astype(np.int64)
-    got = vals[tag_pos + 1].view(np.int64)
-    n = len(start)
-    fields = {}
-    for num in (1, 2, 3):
-        arr = np.zeros(n, np.int64)
-        sel = number == num
-        arr[tag_grp[sel]] = got[sel]  # the last one wins, as protobuf says
-        fields[num] = arr
-    out.label_sample, out.label_key = owner, fields[1]
-    out.label_str, out.label_num = fields[2], fields[3]
-    return True
-
-
 def _decode_samples_slow(raw_samples: Sequence[bytes], n_types: int,
                          result: ParseResult) -> Samples:
     """Reference decoding through the protobuf Sample message (validates everything)."""
@@ -529,131 +313,115 @@ class LocationBuilder:
         )
 
 
-def _location_index(loc_ids: np.ndarray, locs: Locations, result: ParseResult) -> np.ndarray:
-    """Dense location index (int32) for each sample location id; -1 for undefined ids."""
-    out = np.full(len(loc_ids), -1, np.int32)
-    if len(locs.ids) == 0:
-        if len(loc_ids):
-            result.warn("samples reference locations but the profile defines none")
-        return out
-    top = int(locs.ids.max())
-    if top <= 4 * len(locs.ids) + 1024:  # ids are 1..n in practice: a lookup table
-        table = np.full(top + 1, -1, np.int32)
-        table[locs.ids[::-1].astype(np.int64)] = np.arange(len(locs.ids), dtype=np.int32)[::-1]
-        if len(loc_ids) and int(loc_ids.max()) <= top:
-            out = table[loc_ids]
+#: Location occurrences expanded to frames per pass (see :class:`_Frames`).
+STACK_BATCH = 1 << 18
+
+
+class _ByLocationId:
+    """Finds locations by id: through a table indexed by id when ids are small (1..n in
+    practice), else by a sorted search. The first definition of a duplicated id wins."""
+
+    def __init__(self, ids: np.ndarray, largest_used: int) -> None:
+        self.top = int(ids.max()) if len(ids) else -1
+        self.dense = len(ids) > 0 and self.top <= 4 * len(ids) + 1024
+        if self.dense:
+            self.slot = np.full(self.top + 1, -1, np.intp)
+            self.slot[ids[::-1].astype(np.int64)] = np.arange(len(ids))[::-1]
+            self.clip = largest_used > self.top  # ids beyond the table: clipped to its end
         else:
-            inside = loc_ids <= np.uint64(top)
-            out[inside] = table[loc_ids[inside].astype(np.int64)]
-    else:
-        order = np.argsort(locs.ids, kind="stable")
-        sorted_ids = locs.ids[order]
-        pos = np.minimum(np.searchsorted(sorted_ids, loc_ids), len(sorted_ids) - 1)
-        found = sorted_ids[pos] == loc_ids
-        out[found] = order[pos[found]]
-    missing = int((out < 0).sum())
-    if missing:
-        result.warn(f"{missing} sample frames reference undefined location ids; dropped")
-    return out
+            self.order = np.argsort(ids, kind="stable")
+            self.sorted = ids[self.order]
+
+    def keys(self, ids: np.ndarray) -> np.ndarray:
+        """Where each id's values are in the tables :meth:`table` makes (intp)."""
+        if self.dense:
+            return (np.minimum(ids, self.top + 1) if self.clip else ids).astype(np.intp)
+        if not len(self.sorted):
+            return np.full(len(ids), -1, np.intp)
+        at = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        return np.where(self.sorted[at] == ids, self.order[at], -1)
+
+    def table(self, per_location: np.ndarray, missing: int) -> np.ndarray:
+        """``per_location`` (a value per location) laid out for :meth:`keys`; the last
+        slot holds ``missing``, the value of undefined ids."""
+        if not self.dense:
+            return np.append(per_location, np.array(missing, per_location.dtype))
+        table = np.full(self.top + 2, missing, per_location.dtype)
+        defined = self.slot >= 0
+        table[:-1][defined] = per_location[self.slot[defined]]
+        return table
 
 
-# --------------------------------------------------------------------------- stacks
+class _Frames:
+    """Samples' location occurrences expanded to frames (indices into the Locations
+    frame arrays; a location has one frame per inlined function), a batch of samples at
+    a time: temporaries of one batch stay in cache and are reused, where arrays of all
+    10^7 frames at once would cost more in page faults than in arithmetic."""
+
+    def __init__(self, samples: Samples, locs: Locations) -> None:
+        self.samples = samples
+        loc_ids = samples.loc_ids
+        self.by_id = _ByLocationId(locs.ids, int(loc_ids.max()) if len(loc_ids) else 0)
+        # The frame of a location with just one (what most have); -1 for the others.
+        self.single = self.by_id.table(np.where(locs.count == 1, locs.start, -1), -1)
+        self.start = self.by_id.table(locs.start, 0)
+        self.count = self.by_id.table(locs.count, 0)  # 0: undefined, no frames
+        self.batches = pb.spans(samples.offsets[1:], STACK_BATCH)
+        self.missing = 0
+
+    def batch(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame indices of samples ``a..b-1`` and where each sample's frames start."""
+        offsets = self.samples.offsets[a:b + 1]
+        keys = self.by_id.keys(self.samples.loc_ids[offsets[0]:offsets[-1]])
+        offsets = offsets - offsets[0]
+        frame = self.single[keys]
+        if not len(frame) or frame.min() >= 0:
+            return frame, offsets
+        per = self.count[keys]
+        self.missing += len(per) - np.count_nonzero(per)
+        through = np.zeros(len(per) + 1, np.int64)  # frames before each occurrence
+        np.cumsum(per, out=through[1:])
+        frame = np.repeat(self.start[keys] - through[:-1], per)
+        frame += np.arange(len(frame))
+        return frame, through[offsets]
+
 
 def build_stacks(samples: Samples, locs: Locations, result: ParseResult,
                  ) -> tuple[np.ndarray, pd.DataFrame]:
-    """stack_id per sample, and the ``stacks`` rows of the distinct stacks."""
-    return _stack_ids(samples, _location_index(samples.loc_ids, locs, result), locs)
+    """stack_id per sample, and the ``stacks`` rows of the distinct stacks.
 
-
-def _stack_ids(samples: Samples, loc_ix: np.ndarray, locs: Locations,
-               ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Every sample's locations expanded to frames, hashed into a stack id per sample;
-    the ``stacks`` rows are the frames of the first sample of each id.
-
-    Grouping is by the id itself: the id is what every table joins on, so two samples
-    with the same frames (even through different pcs) must, and do, share it. Each step
-    is one pass over flat int32/uint64 arrays, with fast paths for what Go writes: no
-    undefined locations, and (outside inlining) one frame per location.
+    Two passes over the samples: the first hashes each sample's frames into its stack
+    id; the second gathers the rows of the first sample of each id from per-frame
+    tables. Grouping is by the id itself: the id is what every table joins on, so two
+    samples with the same frames (even through different pcs) must, and do, share it.
     """
-    offsets = samples.offsets
-    keep = loc_ix >= 0
-    if not keep.all():
-        loc_ix, offsets = loc_ix[keep], _kept_offsets(offsets, keep)
-    frame, f_offsets = _expand_locations(loc_ix, offsets, locs)
-    del loc_ix
-    lens = np.diff(f_offsets)
-    pos = _positions(f_offsets, lens, len(frame))
-    sid = _stack_hashes(locs.digest, frame, f_offsets, pos)
-    _, first = np.unique(sid, return_index=True)
-    if len(first) < len(sid):  # repeated stacks: keep the rows of each id's first sample
-        chosen = np.zeros(len(sid), bool)
-        chosen[first] = True
-        rows = np.repeat(chosen, lens)
-        frame, pos = frame[rows], pos[rows]
-        row_sid = np.repeat(sid[chosen], lens[chosen])
-    else:
-        row_sid = np.repeat(sid, lens)
-    return sid, _stacks_frame(row_sid, pos, frame, locs)
-
-
-def _stack_hashes(digest: np.ndarray, frame: np.ndarray, offsets: np.ndarray,
-                  pos: np.ndarray) -> np.ndarray:
-    """:func:`fold_digests` of every sample's frames, a batch of samples at a time (the
-    per-frame uint64 temporaries of all samples at once would be the parse's peak)."""
-    n = len(offsets) - 1
-    out = np.empty(n, np.int64)
-    for a in range(0, n, _BATCH):
-        b = min(a + _BATCH, n)
-        lo, hi = offsets[a], offsets[b]
-        out[a:b] = fold_digests(digest[frame[lo:hi]], offsets[a:b + 1] - lo, pos[lo:hi])
-    return out
-
-
-def _kept_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Run offsets after dropping the elements where ``keep`` is False."""
-    kept_before = np.zeros(len(keep) + 1, np.int64)
-    np.cumsum(keep, out=kept_before[1:])
-    return kept_before[offsets]
-
-
-def _expand_locations(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Frame index (int32) of every sample location (a location has one frame per
-    inlined function), and the per-sample frame offsets."""
-    start = locs.start.astype(np.int32)
-    if not len(locs.count) or int(locs.count.max()) <= 1:
-        return start[loc_ix], offsets
-    multi = np.flatnonzero((locs.count > 1)[loc_ix])
-    if len(multi) * 8 < len(loc_ix):
-        return _insert_inlined(loc_ix, offsets, locs, start, multi)
-    per = locs.count.astype(np.int32)[loc_ix]
-    total = int(per.sum(dtype=np.int64))
-    if total >= 2**31:
-        raise ParseError(f"samples expand to {total} frames; refusing a profile this large")
-    # Frames of the j-th location: start[j] .. start[j] + per[j] - 1, laid end to end.
-    through = np.cumsum(per, dtype=np.int32)  # frames up to and including location j
-    f_offsets = np.where(offsets > 0, through[np.maximum(offsets - 1, 0)], 0).astype(np.int64)
-    through -= per
-    frame = start[loc_ix]
-    frame -= through
-    del through
-    frame = np.repeat(frame, per)
-    frame += np.arange(total, dtype=np.int32)
-    return frame, f_offsets
-
-
-def _insert_inlined(loc_ix: np.ndarray, offsets: np.ndarray, locs: Locations,
-                    start: np.ndarray, multi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_expand_locations` when few occurrences (``multi``) are of locations with
-    inlined frames: each location's first frame, then the others inserted after it."""
-    frame = start[loc_ix]
-    extra = locs.count[loc_ix[multi]].astype(np.int64) - 1
-    first = start[loc_ix[multi]].astype(np.int64) + 1
-    values, _ = _ranges(first, first + extra)
-    frame = np.insert(frame, np.repeat(multi + 1, extra), values.astype(np.int32))
-    added = np.zeros(len(multi) + 1, np.int64)
-    np.cumsum(extra, out=added[1:])
-    return frame, offsets + added[np.searchsorted(multi, offsets)]
+    frames = _Frames(samples, locs)
+    sid = np.empty(len(samples), np.int64)
+    n_frames = np.empty(len(samples), np.int64)
+    for a, b in frames.batches:
+        frame, offsets = frames.batch(a, b)
+        sid[a:b] = fold_digests(locs.digest[frame], offsets)
+        n_frames[a:b] = np.diff(offsets)
+    if len(locs.ids) == 0 and len(samples.loc_ids):
+        result.warn("samples reference locations but the profile defines none")
+    elif frames.missing:
+        result.warn(f"{frames.missing} sample frames reference undefined location ids; "
+                    "dropped")
+    first = _first_of_each(sid)
+    rows = int(n_frames[first].sum())
+    if rows >= 2**31:
+        raise ParseError(f"samples expand to {rows} frames; refusing a profile this large")
+    out = _StackColumns(locs, rows)
+    for a, b in frames.batches:
+        frame, offsets = frames.batch(a, b)
+        lens = np.diff(offsets)
+        ids = np.repeat(sid[a:b], lens)
+        pos = _positions(offsets, lens, len(frame))
+        if not first[a:b].all():
+            keep = np.repeat(first[a:b], lens)
+            frame, ids, pos = frame[keep], ids[keep], pos[keep]
+        out.put(frame, ids, pos)
+    return sid, out.frame()
 
 
 def _positions(offsets: np.ndarray, lens: np.ndarray, total: int) -> np.ndarray:
@@ -722,38 +490,87 @@ def folded_stack_hash(frames: Sequence[Frame]) -> int:
     return int(fold_digests(dig, np.array([0, len(dig)], np.int64))[0])
 
 
-def _stacks_frame(sid: np.ndarray, depth: np.ndarray, frame: np.ndarray,
-                  locs: Locations) -> pd.DataFrame:
-    """``stacks`` rows from per-row frame indices into the location frame arrays. The
-    text columns are categoricals whose codes are gathered from the few distinct
-    (function, file) names, and the other columns are wrapped, not copied: no Python
-    object is built per row (10^7 rows for 500k stacks)."""
-    classes = [gosym.classify(f, fl) for f, fl in locs.names]
-    line = locs.line[frame]
-    n = len(frame)
-    return own_frame(pd.DataFrame({
-        "stack_id": pd.arrays.IntegerArray(sid.astype(np.int64, copy=False), np.zeros(n, bool)),
-        "depth": pd.arrays.IntegerArray(depth.astype(np.int32, copy=False), np.zeros(n, bool)),
-        "function": _categorical([f for f, _ in locs.names], locs.func, frame),
-        "file": _categorical([fl for _, fl in locs.names], locs.func, frame),
-        "line": pd.arrays.IntegerArray(line, line <= 0),
-        "inlined": pd.arrays.BooleanArray(locs.inlined[frame], np.zeros(n, bool)),
-        "frame_class": _categorical([c for c, _ in classes], locs.func, frame),
-        "module": _categorical([m for _, m in classes], locs.func, frame),
-    }, copy=False), "stacks")
+def _first_of_each(values: np.ndarray) -> np.ndarray:
+    """True at the first occurrence of each value. A sort (fast for int64) finds the
+    values that repeat, usually few; only their occurrences are looked at further."""
+    first = np.ones(len(values), bool)
+    ordered = np.sort(values)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if len(repeated):
+        near = np.minimum(np.searchsorted(repeated, values), len(repeated) - 1)
+        at = np.flatnonzero(repeated[near] == values)
+        _, keep = np.unique(values[at], return_index=True)
+        first[at] = False
+        first[at[keep]] = True
+    return first
 
 
-def _categorical(values: list[str], name_of_frame: np.ndarray, frame: np.ndarray,
-                 ) -> pd.Categorical:
-    """A categorical column from a value per distinct name, the name of each location
-    frame and a frame per row: the codes are worked out per frame, then gathered once
-    (names can share a value: one function in two files, one class for many)."""
-    value_codes, uniques = pd.factorize(np.array(values, dtype=object))
+class _StackColumns:
+    """The ``stacks`` columns, filled a batch of rows at a time. Every column but the
+    stack id and depth is a function of the frame, so it is gathered from a table with
+    a value per location frame: the text columns are categoricals whose codes are worked
+    out per frame from the few distinct (function, file) names. No Python object is
+    built per row (10^7 rows for 500k stacks)."""
+
+    def __init__(self, locs: Locations, rows: int) -> None:
+        classes = [gosym.classify(f, fl) for f, fl in locs.names]
+        texts = {
+            "function": [f for f, _ in locs.names],
+            "file": [fl for _, fl in locs.names],
+            "frame_class": [c for c, _ in classes],
+            "module": [m for _, m in classes],
+        }
+        self.categories: dict[str, pd.Index] = {}
+        per_frame: dict[str, np.ndarray] = {}
+        for name, values in texts.items():
+            codes, self.categories[name] = _codes(values)
+            per_frame[name] = codes[locs.func]
+        per_frame["line"] = locs.line
+        per_frame["line_unknown"] = locs.line <= 0
+        per_frame["inlined"] = locs.inlined
+        # A flag no frame has (no inlining, every line known) is a column of zeros,
+        # allocated as such: pages never written cost nothing (10^7 rows).
+        self.per_frame = {name: col for name, col in per_frame.items()
+                          if col.dtype != bool or col.any()}
+        self.columns = {name: np.empty(rows, col.dtype) if name in self.per_frame
+                        else np.zeros(rows, col.dtype) for name, col in per_frame.items()}
+        self.stack_id = np.empty(rows, np.int64)
+        self.depth = np.empty(rows, np.int32)
+        self.filled = 0
+
+    def put(self, frame: np.ndarray, stack_id: np.ndarray, depth: np.ndarray) -> None:
+        """Append rows: the frame index, stack id and depth of each."""
+        rows = slice(self.filled, self.filled + len(frame))
+        for name, values in self.per_frame.items():
+            # mode='clip' writes straight to out (frames are valid indices)
+            np.take(values, frame, out=self.columns[name][rows], mode="clip")
+        self.stack_id[rows] = stack_id
+        self.depth[rows] = depth
+        self.filled = rows.stop
+
+    def frame(self) -> pd.DataFrame:
+        cols, n = self.columns, self.filled
+
+        def no_nulls() -> np.ndarray:
+            return np.zeros(n, bool)
+
+        return own_frame(pd.DataFrame({
+            "stack_id": pd.arrays.IntegerArray(self.stack_id, no_nulls()),
+            "depth": pd.arrays.IntegerArray(self.depth, no_nulls()),
+            **{name: pd.Categorical.from_codes(cols[name], dtype=pd.CategoricalDtype(cats),
+                                               validate=False)
+               for name, cats in self.categories.items()},
+            "line": pd.arrays.IntegerArray(cols["line"], cols["line_unknown"]),
+            "inlined": pd.arrays.BooleanArray(cols["inlined"], no_nulls()),
+        }, copy=False), "stacks")
+
+
+def _codes(values: list[str]) -> tuple[np.ndarray, pd.Index]:
+    """Categorical codes of ``values`` (in the smallest integer type pandas would use)
+    and their categories, in order of first appearance."""
+    codes, uniques = pd.factorize(np.array(values, dtype=object))
     small = np.int8 if len(uniques) < 127 else np.int16 if len(uniques) < 32767 else np.int32
-    if not len(values):
-        return pd.Categorical.from_codes(np.zeros(len(frame), small), categories=[])
-    per_frame = value_codes.astype(small)[name_of_frame]
-    return pd.Categorical.from_codes(per_frame[frame], categories=pd.Index(uniques, dtype="str"))
+    return codes.astype(small), pd.Index(uniques, dtype="str")
 
 
 # --------------------------------------------------------------------------- profile
@@ -823,7 +640,9 @@ def load_profile(data: bytes, result: ParseResult | None = None,
         raise NotUsed("legacy binary CPU profile (pre-protobuf format): "
                       "not used for leak analysis")
     prof = _decode(raw)
-    text = _Strings(prof.string_table)
+    # A list, not the message's own container: the message (as big as the profile) is
+    # let go before the stacks are built.
+    text = _Strings(list(prof.string_table))
     types = [(text(t.type), text(t.unit)) for t in prof.sample_type]
     period_type = (text(prof.period_type.type), text(prof.period_type.unit))
     kind = profile_kind(types, period_type)
@@ -832,19 +651,22 @@ def load_profile(data: bytes, result: ParseResult | None = None,
         described = ", ".join(f"{t}/{u}" for t, u in types) or "no sample types"
         raise NotUsed(f"{label} profile ({described}): not used for leak analysis")
     n_types = len(types)
-    samples = _decode_samples(prof.sample, n_types) if n_types else None
+    samples = pb.decode_samples(prof.sample, n_types) if n_types else None
     if samples is None:
         samples = _decode_samples_slow(prof.sample, n_types, result)
-    sid, stacks = build_stacks(samples, _locations(prof, text, result), result)
+    locs = _locations(prof, text, result)
     dst = prof.default_sample_type
-    return Profile(
+    profile = Profile(
         kind=kind, sample_types=types, period_type=period_type,
         period=prof.period, time_nanos=prof.time_nanos or None,
         duration_nanos=prof.duration_nanos or None,
         default_sample_type=text(dst) if dst else "",
-        comments=[text(c) for c in prof.comment], samples=samples, stack_ids=sid,
-        stacks=stacks, strings=text,
+        comments=[text(c) for c in prof.comment], samples=samples,
+        stack_ids=np.zeros(0, np.int64), stacks=pd.DataFrame(), strings=text,
     )
+    del prof
+    profile.stack_ids, profile.stacks = build_stacks(samples, locs, result)
+    return profile
 
 
 # --------------------------------------------------------------------------- tables
