@@ -551,11 +551,19 @@ def _renumbered(b: _Builder, new_id: dict[int, int]) -> bytes:
     return p.SerializeToString()
 
 
-def test_sparse_location_ids_give_the_same_tables() -> None:
-    """Ids far beyond the number of locations are looked up by search, not by table."""
-    dense = _small()
-    sparse = _renumbered(_small(), {10: 10**12, 11: 7, 12: 2**40 + 3, 13: 5 * 10**9})
-    _assert_same_tables(_tables(dense.bytes()), _tables(sparse))
+@pytest.mark.parametrize(("ids", "fast"), [
+    ({10: 2**30, 11: 7, 12: 2**32 - 1, 13: 3 * 10**8}, True),  # 5-byte varints, 32 bits
+    ({10: 10**12, 11: 7, 12: 2**40 + 3, 13: 5 * 10**9}, False),  # beyond 32 bits
+], ids=["32-bit", "64-bit"])
+def test_sparse_location_ids_give_the_same_tables(ids: dict[int, int], fast: bool) -> None:
+    """Ids far beyond the number of locations are looked up by search, not by table;
+    ids beyond 32 bits are decoded by protobuf."""
+    sparse = _renumbered(_small(), ids)
+    decoded = pb.decode_samples(pb.RawProfile.FromString(sparse).sample, 4)
+    assert (decoded is not None) == fast
+    if fast:
+        assert sorted(set(decoded.loc_ids.tolist())) == sorted(ids.values())
+    _assert_same_tables(_tables(_small().bytes()), _tables(sparse))
 
 
 @pytest.mark.parametrize("ids", [{10: 10, 11: 11, 12: 12, 13: 13},
@@ -595,3 +603,24 @@ def test_samples_without_any_location_defined() -> None:
         "samples reference locations but the profile defines none"]
     assert res.tables["heap_samples"]["stack_id"].tolist() == [hp.folded_stack_hash([])]
     assert len(res.tables["stacks"]) == 0
+
+
+def test_labels_with_repeated_fields_and_unusual_layouts_decode_like_protobuf() -> None:
+    """The last of a repeated Label field wins; a Label of many fields goes to protobuf."""
+    b = _small()
+    data = b.bytes()
+    values = b"".join(_varint(v) for v in (1, 8, 1, 8))
+    key = b.strings.index(b"bytes")
+    label = b"\x08" + _varint(key) + b"\x18\x05" + b"\x18" + _varint(96)  # num twice
+    long_label = b"".join(b"\x18" + _varint(i) for i in range(1, 40))  # 39 nums
+    samples = []
+    for lab in (label, b"\x08" + _varint(key) + long_label):
+        msg = b"\x0a\x02\x0a\x0b" + b"\x12" + _varint(len(values)) + values
+        msg += b"\x1a" + _varint(len(lab)) + lab
+        samples.append(b"\x12" + _varint(len(msg)) + msg)
+    extra = b"".join(samples)
+    for tail, fast in ((samples[0], True), (extra, False)):
+        raw = pb.RawProfile.FromString(data + tail)
+        assert (pb.decode_samples(raw.sample, 4) is not None) == fast
+    hs = hp.parse(data + extra, CTX).tables["heap_samples"]
+    assert hs["block_bytes"].tolist()[-2:] == [96, 39]

@@ -381,6 +381,9 @@ class _Frames:
         self.missing += len(per) - np.count_nonzero(per)
         through = np.zeros(len(per) + 1, np.int64)  # frames before each occurrence
         np.cumsum(per, out=through[1:])
+        if through[-1] >= 2**31:  # inlining can multiply frames: refuse before expanding
+            raise ParseError(f"samples expand to over {through[-1]} frames; "
+                             "refusing a profile this large")
         frame = np.repeat(self.start[keys] - through[:-1], per)
         frame += np.arange(len(frame))
         return frame, through[offsets]
@@ -732,12 +735,12 @@ def heap_tables(prof: Profile, fmt: str = "pprof") -> dict[str, pd.DataFrame]:
     if prof.type_names() == ["objects", "space"]:  # legacy converted heapz: in-use only
         cols["inuse_objects"], cols["inuse_space"] = (prof.value_column("objects"),
                                                       prof.value_column("space"))
-    samples = pd.DataFrame({
-        "sample_id": np.arange(n, dtype=np.int64),
-        "stack_id": prof.stack_ids,
+    samples = pd.DataFrame({  # typed columns as they are: nothing for pandas to convert
+        "sample_id": _int_column(np.arange(n, dtype=np.int64), n),
+        "stack_id": _int_column(prof.stack_ids, n),
         **{name: _int_column(v, n) for name, v in cols.items()},
         "block_bytes": _block_bytes(prof),
-    })
+    }, copy=False)
 
     def total(name: str) -> int | None:
         v = cols[name]

@@ -224,7 +224,7 @@ def spans(ends: np.ndarray, size: int) -> list[tuple[int, int]]:
     if not len(ends):
         return []
     stops = np.searchsorted(ends, np.arange(size, int(ends[-1]), size)) + 1
-    bounds = np.unique(np.concatenate(([0], stops, [len(ends)]))).tolist()
+    bounds = sorted({0, *stops.tolist(), len(ends)})
     return list(pairwise(bounds))
 
 
@@ -262,12 +262,16 @@ def _location_ids(buf: np.ndarray, ends: np.ndarray, is_loc: np.ndarray, begin: 
     seg_len[1::2] = stop - begin
     is_last = np.repeat(np.stack([np.zeros_like(is_loc), is_loc], axis=1).ravel(), seg_len)
     is_last &= buf < 0x80
-    ids = _varints_ending_at(buf, np.flatnonzero(is_last))
-    if ids is None or (len(ids) and int(ids.max()) >= 2**32):
-        return None
+    last = np.flatnonzero(is_last)
+    ids = _varints_ending_at(buf, last, np.uint32)
+    if ids is None:  # an id of five bytes or more (2**28 and up): rare, done again wide
+        wide = _varints_ending_at(buf, last, np.uint64)
+        if wide is None or int(wide.max()) >= 2**32:
+            return None
+        ids = wide.astype(np.uint32)
     ended = np.zeros(len(buf) + 1, np.int32 if len(buf) < 2**31 else np.int64)
     np.cumsum(is_last, out=ended[1:])  # ids ended before each byte
-    return ids.astype(np.uint32), ended[ends]
+    return ids, ended[ends]
 
 
 def _values(buf: np.ndarray, begin: np.ndarray, stop: np.ndarray, owner: np.ndarray,
@@ -379,15 +383,17 @@ def _varint_at(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray,
     return None if len(more) else (value, after)
 
 
-def _varints_ending_at(buf: np.ndarray, last: np.ndarray) -> np.ndarray | None:
-    """The varints whose last byte is at ``last`` (uint64), by Horner's rule from that
-    byte backwards, on the shrinking set of varints that are that long. Each must be
-    preceded by the end of another varint (a tag or length), never by the buffer start;
-    None for a varint longer than ten bytes."""
-    values = buf[last].astype(np.uint64)  # a last byte is below 0x80: all value bits
+def _varints_ending_at(buf: np.ndarray, last: np.ndarray, dtype: type[np.unsignedinteger],
+                       ) -> np.ndarray | None:
+    """The varints whose last byte is at ``last``, by Horner's rule from that byte
+    backwards, on the shrinking set of varints that are that long. Each must be preceded
+    by the end of another varint (a tag or length), never by the buffer start. None for
+    a varint longer than ``dtype`` holds whole (4 bytes in uint32, 10 in uint64)."""
+    longest = 4 if dtype == np.uint32 else 10
+    values = buf[last].astype(dtype)  # a last byte is below 0x80: all value bits
     longer = np.flatnonzero(buf[last - 1] >= 0x80)
-    seven = np.uint64(7)
-    for k in range(1, 10):
+    seven = dtype(7)
+    for k in range(1, longest):
         if not len(longer):
             return values
         at = last[longer] - k
@@ -407,7 +413,9 @@ def _labels(buf: np.ndarray, begin: np.ndarray, stop: np.ndarray, owner: np.ndar
     fields = [np.zeros(len(begin), np.int64) for _ in range(3)]
     who = np.flatnonzero(stop > begin)
     cur = begin[who]
-    while len(cur):
+    for _ in range(16):  # a Label has four fields; more than 16 is for protobuf to read
+        if not len(cur):
+            return (owner, *fields)
         tag = _varint_at(buf, cur, stop[who])
         if tag is None or np.any(tag[0] & np.uint64(7)):  # every Label field is a varint
             return None
@@ -420,7 +428,7 @@ def _labels(buf: np.ndarray, begin: np.ndarray, stop: np.ndarray, owner: np.ndar
             arr[who[sel]] = value[0][sel].view(np.int64)
         alive = value[1] < stop[who]
         cur, who = value[1][alive], who[alive]
-    return (owner, *fields)
+    return None if len(cur) else (owner, *fields)
 
 
 __all__ = [
