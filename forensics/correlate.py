@@ -13,6 +13,7 @@ exists. Inbound connections are those whose local port is one the process listen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -257,33 +258,45 @@ def _tool_lists(tool: pd.Series, rows: np.ndarray, starts: np.ndarray) -> np.nda
 
 
 def round_facts(tables: Tables, conns: pd.DataFrame, pid: int | None) -> dict[str, dict]:
-    """Per-round series: owned connections by state, and the DB/fd check numbers."""
+    """Per-round series: owned connections by state, and the DB/fd check numbers.
+
+    Rounds are few and rows many: each table's columns are read into arrays once and
+    every round takes its rows by a mask, not by a pandas group per round."""
     by_state: dict[int, dict[str, float]] = {}
     check: dict[int, dict[str, float]] = {}
     owned = conns if pid is None else conns[conns["owned"].fillna(False).astype(bool)]
-    for rnd, g in owned.groupby("round"):
-        by_state[int(rnd)] = {str(k): int(v) for k, v in g["state"].value_counts().items()}
-        db = g[g["peer_role"] == "database"]
-        check[int(rnd)] = {
-            "db_established": int((db["state"] == "ESTABLISHED").sum()),
-            "db_close_wait": int((db["state"] == "CLOSE_WAIT").sum()),
-            "close_wait": int((g["state"] == "CLOSE_WAIT").sum()),
-            "established": int((g["state"] == "ESTABLISHED").sum()),
+    state = owned["state"]
+    established = _is(state, "ESTABLISHED")
+    close_wait = _is(state, "CLOSE_WAIT")
+    database = _is(owned["peer_role"], "database")
+    for rnd, rows in _rounds(owned):
+        by_state[rnd] = {str(k): int(v) for k, v in state[rows].value_counts().items()}
+        check[rnd] = {
+            "db_established": int((database & established & rows).sum()),
+            "db_close_wait": int((database & close_wait & rows).sum()),
+            "close_wait": int((close_wait & rows).sum()),
+            "established": int((established & rows).sum()),
         }
     stats = tables["dbstats"]
-    for rnd, g in stats.groupby("round"):
-        c = check.setdefault(int(rnd), {})
-        c["pool_open"] = int(g["open"].sum(min_count=1)) if g["open"].notna().any() else None
-        c["pool_max_open"] = int(g["max_open"].max()) if g["max_open"].notna().any() else None
-        c["pool_in_use"] = int(g["in_use"].sum()) if g["in_use"].notna().any() else None
+    pool = {name: (stats[name].to_numpy(dtype=np.int64, na_value=0), stats[name].notna()
+                   .to_numpy()) for name in ("open", "max_open", "in_use")}
+    for rnd, rows in _rounds(stats):
+        c = check.setdefault(rnd, {})
+        for key, name, reduce in (("pool_open", "open", np.sum), ("pool_max_open", "max_open",
+                                  np.max), ("pool_in_use", "in_use", np.sum)):
+            values, known = pool[name]
+            c[key] = int(reduce(values[rows & known])) if (rows & known).any() else None
     fds = tables["fds"]
     if len(fds):
         mine = fds if pid is None else fds[fds["pid"] == pid]
-        for rnd, g in mine.groupby("round"):
-            tool = "procfd" if (g["tool"] == "procfd").any() else "lsof"
-            g = g[(g["tool"] == tool) & g["fd"].notna()]
-            check.setdefault(int(rnd), {})["fds_open"] = int(g.drop_duplicates(
-                ["pid", "fd"]).shape[0])
+        procfd, lsof = _is(mine["tool"], "procfd"), _is(mine["tool"], "lsof")
+        has_fd = mine["fd"].notna().to_numpy()
+        # (pid, fd) pairs; a null pid (-1) is one value of its own, as drop_duplicates has it
+        pairs = np.column_stack([mine["pid"].to_numpy(dtype=np.int64, na_value=-1),
+                                 mine["fd"].to_numpy(dtype=np.int64, na_value=-1)])
+        for rnd, rows in _rounds(mine):
+            listed = (procfd if (procfd & rows).any() else lsof) & rows & has_fd
+            check.setdefault(rnd, {})["fds_open"] = len(np.unique(pairs[listed], axis=0))
     lim = tables["limits"]
     if len(lim):
         nofile = lim[lim["resource"].astype("string").str.contains("open files", case=False,
@@ -294,6 +307,18 @@ def round_facts(tables: Tables, conns: pd.DataFrame, pid: int | None) -> dict[st
             for rnd in set(check) | {int(r) for r in tables["artifacts"]["round"].dropna()}:
                 check.setdefault(rnd, {})["fd_soft_limit"] = int(soft.iloc[0])
     return {"sockets_by_state": by_state, "db_check": check}
+
+
+def _is(col: pd.Series, value: str) -> np.ndarray:
+    """Rows equal to ``value`` (nulls: no)."""
+    return (col == value).fillna(False).to_numpy(dtype=bool)
+
+
+def _rounds(df: pd.DataFrame) -> Iterator[tuple[int, np.ndarray]]:
+    """Each round of ``df`` in order, with the mask of its rows (null rounds: none)."""
+    rnd = df["round"].to_numpy(dtype=np.float64, na_value=np.nan)
+    for r in np.unique(rnd[~np.isnan(rnd)]).tolist():
+        yield int(r), rnd == r
 
 
 def correlate(tables: Tables, manifest: dict[str, Any]) -> dict[str, dict]:

@@ -108,6 +108,7 @@ class Evidence:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: goroutine id -> stack_id per round, to follow "created by ... in goroutine P".
     live_ids: dict[int, dict[int, int]] = field(default_factory=dict)
+    _rounds: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     def proven(self, sigs: tuple[str, ...]) -> int:
         """Goroutines of these signatures the runtime proved leaked (latest round)."""
@@ -115,16 +116,20 @@ class Evidence:
         for df in (self.goroutines, self.leak_profile):
             if not len(df):
                 continue
-            hit = df[df["sig"].isin(sigs)]
+            hit = df["sig"].isin(sigs).to_numpy(dtype=bool)
             if df is self.goroutines:
-                hit = hit[hit["leaked"].astype(bool)]
-            if len(hit):
-                total += int(hit[hit["round"] == hit["round"].max()]["count"].sum())
+                hit = hit & df["leaked"].astype(bool).to_numpy()
+            if hit.any():
+                rounds, counts = df["round"].to_numpy()[hit], df["count"].to_numpy()[hit]
+                total += int(counts[rounds == rounds.max()].sum())
         return total
 
     def rounds_with(self, table: str) -> list[int]:
-        df = self.tables[table]
-        return sorted(int(r) for r in df["round"].dropna().unique()) if len(df) else []
+        if table not in self._rounds:  # asked by every detector, of tables that stay put
+            df = self.tables[table]
+            self._rounds[table] = sorted(int(r) for r in df["round"].dropna().unique()) \
+                if len(df) else []
+        return list(self._rounds[table])
 
     def heap_rounds(self) -> list[int]:
         return self.rounds_with("heap_samples")
@@ -282,9 +287,16 @@ class Groups:
         return col.array.take(self.first_rows)
 
     def sum(self, col: pd.Series) -> np.ndarray:
+        """Per group, the sum of the integers (nulls count as 0)."""
         out = np.zeros(self.count, np.int64)
-        np.add.at(out, self.ids, col.to_numpy(dtype=np.int64)[self.rows])
+        np.add.at(out, self.ids, col.to_numpy(dtype=np.int64, na_value=0)[self.rows])
         return out
+
+    def sums(self, df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+        """``df.groupby(keys, sort=False)[columns].sum().reset_index()``: the keys and
+        the sums, one row per group."""
+        return pd.DataFrame({**{key: self.first(df[key]) for key in self.keys},
+                             **{c: self.sum(df[c]) for c in columns}})
 
     def min(self, col: pd.Series) -> pd.arrays.IntegerArray:
         return self._extreme(col, np.minimum, np.iinfo(np.int64).max)
@@ -398,8 +410,8 @@ def bucket_heap(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.Da
         return pd.DataFrame(columns=cols)
     candidates = _stacks_calling(stacks, lambda fn: fn.startswith(_HEAP_SITE_FRAMES))
     samples = samples[samples["stack_id"].isin(candidates)]
-    per_stack = samples.groupby(["round", "stack_id"], sort=False)[
-        ["inuse_objects", "inuse_space", "alloc_objects"]].sum().reset_index()
+    per_stack = Groups(samples, ["round", "stack_id"]).sums(
+        samples, ["inuse_objects", "inuse_space", "alloc_objects"])
     matched: dict[int, tuple] = {}
     for sid in per_stack["stack_id"].unique():
         info = stacks.get(int(sid))
@@ -442,8 +454,8 @@ def heap_call_sites(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> p
         return pd.DataFrame(columns=cols)
     candidates = _stacks_calling(stacks, _pool_or_http_call)
     samples = samples[samples["stack_id"].isin(candidates)]
-    per_stack = samples.groupby(["round", "stack_id"], sort=False)[
-        ["alloc_objects", "inuse_objects"]].sum().reset_index()
+    per_stack = Groups(samples, ["round", "stack_id"]).sums(
+        samples, ["alloc_objects", "inuse_objects"])
     rows = []
     for rec in per_stack.itertuples(index=False):
         info = stacks.get(int(rec.stack_id))
@@ -519,6 +531,28 @@ def build(tables: Tables, rounds: list[int], series: dict, manifest: dict) -> Ev
 
 
 # ---- growth -------------------------------------------------------------------------
+
+def sum_by_round(df: pd.DataFrame, column: str | None = None) -> dict[int, Any]:
+    """``df.groupby("round")[column].sum().to_dict()``, or the rows per round when
+    ``column`` is None, in round order. Done by numpy: detectors ask it of small bucket
+    frames dozens of times, and a pandas groupby costs a millisecond a call."""
+    if not len(df):
+        return {}
+    rnd = df["round"]
+    known = rnd.notna().to_numpy()
+    rounds, at = np.unique(rnd.to_numpy(dtype=np.int64, na_value=0)[known],
+                           return_inverse=True)
+    if column is None:
+        values = np.ones(int(known.sum()), np.int64)
+    else:
+        col = df[column]
+        integer = pd.api.types.is_integer_dtype(col.dtype) or pd.api.types.is_bool_dtype(
+            col.dtype)
+        values = col.to_numpy(dtype=np.int64 if integer else np.float64, na_value=0)[known]
+    sums = np.zeros(len(rounds), values.dtype)
+    np.add.at(sums, at.reshape(-1), values)
+    return dict(zip(rounds.tolist(), sums.tolist(), strict=True))
+
 
 @dataclass(frozen=True)
 class Trend:

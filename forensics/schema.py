@@ -372,11 +372,24 @@ def concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
     cats = [c for c in CATEGORICAL.get(table, ()) if c in frames[0].columns]
     if not cats:
         return pd.concat(frames, ignore_index=True)
-    out = pd.concat([f.drop(columns=cats) for f in frames], ignore_index=True)
-    for name in cats:
-        parts = [_cast(f[name], "category").array for f in frames]
-        out[name] = pd.api.types.union_categoricals(parts)
-    return out[list(frames[0].columns)]
+    plain = [c for c in frames[0].columns if c not in cats]
+    rest = pd.concat([f[plain] for f in frames], ignore_index=True)
+    columns = {c: rest[c].array for c in plain} | {
+        c: _union_categoricals([_cast(f[c], "category").array for f in frames]) for c in cats}
+    return pd.DataFrame({c: columns[c] for c in frames[0].columns}, copy=False)
+
+
+def _union_categoricals(parts: list[pd.Categorical]) -> pd.Categorical:
+    """The parts one after another, categories in order of first appearance (what
+    ``union_categoricals`` gives), by recoding each part's codes through one table of
+    all distinct categories: no string is compared per row."""
+    every = pd.Index(np.concatenate([p.categories.to_numpy(dtype=object) for p in parts]))
+    recode, categories = pd.factorize(every)
+    offsets = np.cumsum([0] + [len(p.categories) for p in parts])
+    codes = [np.where(p.codes < 0, -1, recode[start + p.codes] if len(recode) else -1)
+             for p, start in zip(parts, offsets[:-1], strict=True)]
+    return pd.Categorical.from_codes(np.concatenate(codes),
+                                     categories=pd.Index(categories, dtype="str"))
 
 
 def to_arrow(df: pd.DataFrame, table: str) -> pa.Table:

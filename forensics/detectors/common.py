@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from ..evidence import Evidence, trend
+from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, SiteEvidence
 
 #: Go's default MemProfileRate: one sample per 512 KiB allocated.
@@ -64,7 +64,7 @@ def goroutine_sites(ev: Evidence, buckets: pd.DataFrame, role: str,
     rounds = ev.rounds_with("goroutines")
     out = []
     for key, g in b.groupby(["site_function", "site_file", "site_line"], dropna=False):
-        per_round = g.groupby("round")["count"].sum().to_dict()
+        per_round = sum_by_round(g, "count")
         t = trend(per_round, rounds)
         last = g[g["round"] == g["round"].max()]
         wait = g["wait_max"].dropna()
@@ -98,7 +98,7 @@ def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list
     if not len(b):
         return []
     rounds = ev.heap_rounds()
-    trends = {key: trend(g.groupby("round")["inuse_objects"].sum().to_dict(), rounds)
+    trends = {key: trend(sum_by_round(g, "inuse_objects"), rounds)
               for key, g in b.groupby(["site_function", "site_file", "site_line"], dropna=False)}
     # With several rounds, a site whose live objects stay flat while another's grow is the
     # service's normal pool (one sql.Open at start-up), not the leak.
@@ -108,7 +108,7 @@ def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list
         objs = trends[key]
         if any_growth and objs.delta <= 0:
             continue
-        space = g.groupby("round")["inuse_space"].sum().to_dict()
+        space = sum_by_round(g, "inuse_space")
         last_round = max(rounds) if rounds else g["round"].max()
         if objs.last <= 0:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..evidence import Evidence, trend
+from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding, SiteEvidence
 from ..signatures import CALLS_FOR_KIND, SQL_CONN, SQL_ROWS, SQL_TX
 from .common import (
@@ -66,7 +66,7 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     g_rounds = ev.rounds_with("goroutines")
     h_rounds = ev.heap_rounds()
     holders = ev.goroutines[ev.goroutines["sig"].isin(spec.holder_sigs)]
-    per_round = holders.groupby("round")["count"].sum().to_dict()
+    per_round = sum_by_round(holders, "count")
     latest = holders[holders["round"] == max(g_rounds)] if g_rounds else holders
     stuck = int(latest[latest["wait_max"].fillna(0) >= STUCK_MINUTES]["count"].sum())
     if spec.driver_share:
@@ -77,7 +77,7 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     h_trend = trend(per_round, g_rounds)
     proven = ev.proven(spec.holder_sigs)
     heap = ev.heap[ev.heap["heap_site"].isin(spec.heap_sites)]
-    o_trend = trend(heap.groupby("round")["inuse_objects"].sum().to_dict(), h_rounds)
+    o_trend = trend(sum_by_round(heap, "inuse_objects"), h_rounds)
 
     holders_growing = h_trend.growing()
     heap_growing = o_trend.growing()
@@ -141,10 +141,9 @@ def _unattributed_driver_holders(ev: Evidence, rows_holders):
     if not len(drivers):
         return {}, 0, rows_holders
     tx = ev.goroutines[ev.goroutines["sig"] == "sql.tx.awaitDone"]
-    d = drivers.groupby("round")["count"].sum()
-    known = tx.groupby("round")["count"].sum().add(
-        rows_holders.groupby("round")["count"].sum(), fill_value=0)
-    extra = {int(r): int(max(0, n - known.get(r, 0))) for r, n in d.items()}
+    tx_open, rows_open = sum_by_round(tx, "count"), sum_by_round(rows_holders, "count")
+    extra = {r: int(max(0, n - tx_open.get(r, 0) - rows_open.get(r, 0)))
+             for r, n in sum_by_round(drivers, "count").items()}
     last = max(extra) if extra else None
     stuck = 0
     if last is not None and extra[last]:

@@ -10,7 +10,7 @@ built, which the stuck connection keeps alive.
 
 from __future__ import annotations
 
-from ..evidence import Evidence, trend
+from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import HTTP_BODY
 from .common import capture_advice, confidence, heap_sites, inferred_sites
@@ -21,12 +21,12 @@ MIN_STUCK = 5
 def detect(ev: Evidence) -> list[Finding]:
     g_rounds = ev.rounds_with("goroutines")
     stuck = ev.goroutines[ev.goroutines["sig"] == "http.readLoop.body"]
-    t = trend(stuck.groupby("round")["count"].sum().to_dict(), g_rounds)
+    t = trend(sum_by_round(stuck, "count"), g_rounds)
     long = int(stuck[stuck["wait_max"].fillna(0) >= 1]["count"].sum())
     if not (t.growing() or long >= MIN_STUCK or (len(g_rounds) < 2 and t.last >= 50)):
         return []
     heap = ev.heap[ev.heap["heap_site"] == "http.Request"]
-    o_trend = trend(heap.groupby("round")["inuse_objects"].sum().to_dict(), ev.heap_rounds())
+    o_trend = trend(sum_by_round(heap, "inuse_objects"), ev.heap_rounds())
     up = _upstream_trend(ev)
     checks = [Check("goroutines", "supports",
                     f"readLoop goroutines waiting on an unread body: {t.describe()}"
@@ -68,4 +68,4 @@ def _upstream_trend(ev: Evidence):
     owned = conns[conns["owned"].fillna(True).astype(bool) & (conns["peer_role"] == "upstream")
                   & conns["state"].isin(["ESTABLISHED", "CLOSE_WAIT"])]
     rounds = sorted(int(r) for r in conns["round"].dropna().unique())
-    return trend(owned.groupby("round").size().to_dict(), rounds)
+    return trend(sum_by_round(owned), rounds)

@@ -11,7 +11,7 @@ causes.
 
 from __future__ import annotations
 
-from ..evidence import Evidence, trend
+from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import SQL_CONN, SQL_ROWS, SQL_STMT, SQL_TX, VICTIM_KINDS
 from .common import (
@@ -50,7 +50,7 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
     g_rounds = ev.rounds_with("goroutines")
     victims = ev.goroutines[(ev.goroutines["leak_kind"] == kind)
                             & (ev.goroutines["role"] == "victim")]
-    v_trend = trend(victims.groupby("round")["count"].sum().to_dict(), g_rounds)
+    v_trend = trend(sum_by_round(victims, "count"), g_rounds)
     long_wait = int(victims[victims["wait_max"].fillna(0) >= LONG_WAIT_MINUTES]["count"].sum())
     is_sql = kind == "sql_pool_exhausted"
     pinned, stat_rounds = pinned_pools(ev) if is_sql else (0, 0)

@@ -8,7 +8,7 @@ The heap names the line through ``database/sql.OpenDB`` allocations.
 
 from __future__ import annotations
 
-from ..evidence import Evidence, trend
+from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import SQL_POOL_PER_REQUEST
 from .common import capture_advice, confidence, heap_sites, inferred_sites
@@ -20,9 +20,9 @@ MANY_POOLS = 8
 def detect(ev: Evidence) -> list[Finding]:
     g_rounds = ev.rounds_with("goroutines")
     pools = ev.goroutines[ev.goroutines["role"] == "pool"]
-    p_trend = trend(pools.groupby("round")["count"].sum().to_dict(), g_rounds)
+    p_trend = trend(sum_by_round(pools, "count"), g_rounds)
     heap = ev.heap[ev.heap["heap_site"] == "sql.DB"]
-    o_trend = trend(heap.groupby("round")["inuse_objects"].sum().to_dict(), ev.heap_rounds())
+    o_trend = trend(sum_by_round(heap, "inuse_objects"), ev.heap_rounds())
     db_est = {r: v.get("db_established", 0) for r, v in ev.series.get("db_check", {}).items()}
     s_trend = trend(db_est)
     max_open = _max_open(ev)

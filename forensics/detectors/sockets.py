@@ -8,7 +8,7 @@ goroutine and heap detectors name the line, and agreement between them raises co
 
 from __future__ import annotations
 
-from ..evidence import Evidence, trend
+from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import CLOSE_WAIT, FD_EXHAUSTION
 
@@ -41,7 +41,7 @@ def _close_wait(ev: Evidence) -> list[Finding]:
                                    .astype(str) + " (" + hosts.astype(str) + " hosts)")
     out = []
     for (role, peer), g in cw.groupby(["peer_role", "group"]):
-        t = trend(g.groupby("round").size().to_dict(), rounds)
+        t = trend(sum_by_round(g), rounds)
         if t.last < MIN_CLOSE_WAIT and not t.growing(min_delta=MIN_CLOSE_WAIT):
             continue
         growing = t.growing()
