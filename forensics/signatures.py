@@ -6,7 +6,9 @@ Two kinds of entries:
   ``role`` says what such a goroutine means: a *holder* exists once per leaked object (a
   ``Tx.awaitDone`` goroutine per open Tx), a *victim* is a caller waiting for a connection
   the pool cannot give (its stack names the app site that waits), a *pool* goroutine exists
-  once per pool object (``connectionOpener``: many of them means a pool per request).
+  once per pool object (``connectionOpener``: many of them means a pool per request), a
+  *helper* is a library's own goroutine beside a victim (not counted again), and *healthy*
+  frames mean the opposite of a leak (an idle keep-alive ``readLoop``).
 - :data:`HEAP_SITES`: allocation frames of connection-holding objects. A live object
   allocated there, attributed to the first app frame of its allocation stack, is the most
   direct evidence there is of the line that took the connection.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 class GoroutineSignature:
     id: str
     leak_kind: str
-    role: str  # holder | victim | pool | healthy
+    role: str  # holder | victim | pool | helper | healthy
     frames: tuple[str, ...]
     #: Wait states in which the signature counts (None: any state).
     states: tuple[str, ...] | None = None
@@ -102,6 +104,13 @@ GOROUTINE_SIGNATURES: tuple[GoroutineSignature, ...] = (
          "github.com/jackc/pgconn/internal/ctxwatch.(*ContextWatcher).Watch"),
         library="github.com/jackc/pgx",
         description="one goroutine per pgx operation with a cancellable ctx (leaked pgx.Rows)"),
+    GoroutineSignature(
+        "puddle.acquire.cond", PGX_POOL_EXHAUSTED, "helper",
+        ("github.com/jackc/puddle.(*Pool).Acquire.func", "github.com/jackc/puddle/v2.(*Pool"
+         "[...]).Acquire.func"),
+        states=("sync.Cond.Wait",), library="github.com/jackc/puddle",
+        description="puddle's cond.Wait bridge, one beside each waiting caller (counted "
+                    "through that caller, not again)"),
     GoroutineSignature(
         "pgxpool.acquire.wait", PGX_POOL_EXHAUSTED, "victim",
         ("github.com/jackc/puddle/v2.(*Pool", "github.com/jackc/puddle.(*Pool",

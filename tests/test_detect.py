@@ -20,6 +20,7 @@ PLANTED = {
     "tx": ("transferFundsLeakyTx", "sql_tx_leak"),
     "openperreq": ("lookupUserOpenPerRequest", "sql_pool_per_request"),
     "body": ("fetchUpstreamLeakyBody", "http_body_leak"),
+    "pgxpool": ("reserveStockLeakyAcquire", "pgxpool_exhausted"),  # tools/pgxservice
 }
 
 
@@ -134,3 +135,21 @@ def test_close_wait_spread_over_hosts_of_one_service(corpus):
     assert f.evidence["sockets"]["role"] == "upstream"
     assert f.evidence["sockets"]["peer"].startswith("*:443")
     assert f.evidence["sockets"]["by_round"] == [6]
+
+
+def test_pgxpool_waiters_counted_once_and_capped_by_sockets(analyses):
+    """puddle parks a cond.Wait helper beside every waiting caller: callers are counted once.
+    pgxpool has no db.Stats; the sockets to PostgreSQL, flat while the queue grows, show
+    the pool at its limit."""
+    bundles = _bundles("pgxpool")
+    require(bool(bundles), "sample bundle pgxpool-go1.19 missing")
+    a = analyses(bundles[0])
+    f = next(f for f in a.findings if f.kind == "pgxpool_exhausted")
+    waiters = f.evidence["goroutines"]["waiters_by_round"]
+    by_state = a.series["goroutines_by_state"]
+    cond = by_state[max(by_state)].get("sync.Cond.Wait", 0)  # the helpers, last round
+    assert waiters == sorted(waiters) and waiters[-1] > waiters[0]
+    assert cond > 0 and waiters[-1] <= cond + 1  # one per caller, not caller + helper
+    sockets = next(c for c in f.checks if c.source == "sockets")
+    assert sockets.verdict == "supports" and "stays at 8" in sockets.detail
+    assert f.severity == "high"

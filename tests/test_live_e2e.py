@@ -8,8 +8,11 @@ the raw artifacts are checked through the project's own parsers (growth of the l
 goroutines, sockets to the database against MaxOpenConns, db.Stats), then the analyzer
 must rank the planted function first and find nothing in the healthy service.
 
-Skips (fails under CI) without Go 1.19, Go 1.27, lib/pq sources or PostgreSQL. About a
-minute of scenarios plus the two builds (cold: ~1 minute, cached: seconds).
+A second service, tools/pgxservice (pgx v4's pgxpool), checks a driver and a pool other than
+database/sql + lib/pq the same way.
+
+Skips (fails under CI) without Go 1.19, Go 1.27, lib/pq or pgx v4 sources, or PostgreSQL.
+About a minute and a half of scenarios plus the builds (cold: ~1 minute, cached: seconds).
 """
 
 from __future__ import annotations
@@ -306,3 +309,38 @@ def test_analyzer_finds_nothing_in_healthy_service(captures) -> None:
     assert serious == [], [f["summary"] for f in serious]
     assert not doc["verdict"]["leak"]
     assert doc["call_sites"] == []
+
+
+# -- a second driver and pool: pgx v4's pgxpool (tools/pgxservice) ---------------------------
+
+
+def test_pgxpool_leak_is_named(pg, tmp_path: Path) -> None:
+    """inventory-api keeps a pgxpool connection on its sold-out path: once the pool is empty
+    the callers queue in puddle's Acquire while the connections to PostgreSQL stay at
+    MaxConns. No db.Stats exists for pgxpool: the dumps and sockets must name the function."""
+    missing = harness.missing_for_pgx()
+    require(missing is None, str(missing))
+    binary = harness.build_pgx(tmp_path / "build")
+    dsn = pg.create_database("inventory", harness.PGX_SCHEMA)
+    bundle = tmp_path / "pgxpool.tar.gz"
+    limit = WARMUP + (ROUNDS - 1) * INTERVAL + 2
+    with harness.Service(binary, dsn, mode="acquire", maxopen=4, memprofilerate=4096,
+                         upstream=False) as svc:
+        # Clients wait longer than the capture: their queued requests are the evidence.
+        load_thread = threading.Thread(target=loadgen.drive, kwargs=dict(
+            base=svc.app, mix="reserve", total=1000, rate=12, concurrency=96,
+            time_limit=limit, timeout=limit + 2))
+        load_thread.start()
+        try:
+            time.sleep(WARMUP)
+            collect.run(svc.pid, svc.pprof, bundle, dbstats_url=None, rounds=ROUNDS,
+                        interval=INTERVAL, db_addresses=[pg.address])
+        finally:
+            load_thread.join(2 * limit + 10)
+    doc = _analyze(bundle)
+    top = doc["call_sites"][0] if doc["call_sites"] else {}
+    assert top.get("function", "").endswith("main.(*inventory).reserveStockLeakyAcquire"), \
+        [c["function"] for c in doc["call_sites"][:3]]
+    exhausted = [f for f in doc["findings"] if f["kind"] == "pgxpool_exhausted"]
+    assert exhausted and exhausted[0]["severity"] in ("high", "critical"), \
+        [(f["kind"], f["severity"], f["summary"]) for f in doc["findings"]]

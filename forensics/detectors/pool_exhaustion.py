@@ -46,6 +46,26 @@ def detect(ev: Evidence) -> list[Finding]:
     return out
 
 
+#: Pools whose connections go to the database (the sockets' peer role says which).
+_DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted")
+
+
+def _capped_db_connections(ev: Evidence, kind: str, rounds: list[int],
+                           waiters: tuple[float, ...]) -> int | None:
+    """The number of connections to the database when it is the same, non-zero, in every
+    round (two or more) where callers wait: a pool at its limit, seen from the sockets when
+    no db.Stats says so (pgxpool has none)."""
+    if kind not in _DB_POOLS:
+        return None
+    db = {r: v.get("db_established") for r, v in ev.series.get("db_check", {}).items()}
+    counts = {db.get(r) for r, n in zip(rounds, waiters, strict=False) if n > 0}
+    waiting = sum(1 for n in waiters if n > 0)
+    if waiting < 2 or len(counts) != 1:
+        return None
+    (count,) = counts
+    return int(count) if count else None
+
+
 def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
     g_rounds = ev.rounds_with("goroutines")
     victims = ev.goroutines[(ev.goroutines["leak_kind"] == kind)
@@ -59,8 +79,11 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
     if v_trend.last == 0 and not (pinned and pinned == stat_rounds and stat_rounds >= 2):
         return None
 
-    stuck = long_wait > 0 or (pinned == stat_rounds and stat_rounds >= 2 and
-                              v_trend.rounds >= 2 and min(v_trend.values) > 0)
+    capped = _capped_db_connections(ev, kind, g_rounds, v_trend.values) if not stat_rounds \
+        else None
+    stuck = long_wait > 0 or capped is not None or (
+        pinned == stat_rounds and stat_rounds >= 2 and v_trend.rounds >= 2 and
+        min(v_trend.values) > 0)
     queue_grows = v_trend.growing(min_delta=5)
     severity = ("high" if long_wait > 0 or (stuck and queue_grows)
                 else "medium" if stuck or queue_grows or v_trend.last >= MANY_WAITERS
@@ -74,6 +97,10 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
                                else "")))
     else:
         checks.append(Check("goroutines", "absent", "no goroutine dump in the bundle"))
+    if capped is not None:
+        checks.append(Check("sockets", "supports",
+                            f"ESTABLISHED to the database stays at {capped} in every round "
+                            "with callers waiting: the pool is at its limit"))
     if is_sql:
         if stat_rounds:
             checks.append(Check("dbstats", "supports" if pinned else "contradicts",

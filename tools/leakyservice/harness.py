@@ -52,6 +52,29 @@ def missing_for_build(version: str) -> str | None:
     return None
 
 
+PGX_BUILD_SH = HERE.parent / "pgxservice" / "build.sh"
+PGX_SCHEMA = HERE.parent / "pgxservice" / "schema.sql"
+PGX_SRC = Path("/usr/share/gocode/src/github.com/jackc/pgx/v4/pgxpool")
+
+
+def missing_for_pgx() -> str | None:
+    """Why inventory-api (tools/pgxservice: pgx v4, Go 1.19) cannot be built here, or None."""
+    if find_go("1.19") is None:
+        return "Go 1.19 toolchain not found (apt-get install golang-1.19)"
+    if not PGX_SRC.is_dir():
+        return f"pgx v4 sources not at {PGX_SRC} (apt-get install golang-github-jackc-pgx-v4-dev)"
+    return None
+
+
+def build_pgx(outdir: Path, timeout: float = 600) -> Path:
+    """Build inventory-api into ``outdir``; returns the binary."""
+    res = subprocess.run(["sh", str(PGX_BUILD_SH), str(outdir)], capture_output=True,
+                         text=True, timeout=timeout, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"pgxservice/build.sh failed:\n{res.stderr[-3000:]}")
+    return Path(outdir) / "inventory-api-go1.19"
+
+
 def build(outdir: Path, version: str, timeout: float = 600) -> Path:
     """Build the service with Go ``version`` into ``outdir``; returns the binary."""
     target, name = TARGETS[version]
@@ -64,13 +87,15 @@ def build(outdir: Path, version: str, timeout: float = 600) -> Path:
 
 @dataclass
 class Service:
-    """One running orders-api process. ``start()`` waits for its ``ready`` line."""
+    """One running orders-api (or inventory-api: ``upstream=False``, it has no rates feed)
+    process. ``start()`` waits for its ``ready`` line."""
 
     binary: Path
     dsn: str
     mode: str = "healthy"
     maxopen: int = 10
     memprofilerate: int = 0
+    upstream: bool = True
     urls: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     _log: Path | None = None
@@ -80,8 +105,9 @@ class Service:
         os.close(fd)
         self._log = Path(log)
         cmd = [str(self.binary), "-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
-               "-upstream", "127.0.0.1:0", "-dsn", self.dsn, "-mode", self.mode,
-               "-maxopen", str(self.maxopen), "-memprofilerate", str(self.memprofilerate)]
+               *(("-upstream", "127.0.0.1:0") if self.upstream else ()), "-dsn", self.dsn,
+               "-mode", self.mode, "-maxopen", str(self.maxopen),
+               "-memprofilerate", str(self.memprofilerate)]
         with open(self._log, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         line = self._ready_line(timeout)
