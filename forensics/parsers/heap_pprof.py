@@ -314,7 +314,7 @@ class LocationBuilder:
 
 
 #: Location occurrences expanded to frames per pass (see :class:`_Frames`).
-STACK_BATCH = 1 << 18
+STACK_BATCH = 1 << 16
 
 
 class _ByLocationId:

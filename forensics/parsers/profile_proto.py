@@ -172,7 +172,7 @@ class Samples:
 #: Bytes of samples decoded per numpy pass: big enough that the Python work per pass is
 #: nothing, small enough that the per-byte temporaries stay in cache and are reused (fresh
 #: 100 MB temporaries cost more in page faults than the arithmetic done on them).
-BATCH_BYTES = 1 << 21
+BATCH_BYTES = 1 << 20
 _LEN, _VARINT = 2, 0
 _LOCATIONS, _VALUES, _LABELS = 1, 2, 3  # Sample field numbers
 
