@@ -254,34 +254,45 @@ def nulls(dtype: str, n: int) -> pd.api.extensions.ExtensionArray:
     return pd.array(np.full(n, None, dtype=object), dtype=dtype)
 
 
-def _cast(col: pd.Series, dtype: str) -> pd.Series:
+def _cast(col: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray:
+    """``col``'s values as an array of ``dtype`` (its own array when it already is)."""
     if str(col.dtype) == dtype:
         if dtype != "category" or col.cat.categories.dtype == "str" \
                 or not len(col.cat.categories):
-            return col
-        return col.cat.rename_categories(col.cat.categories.astype("str"))
+            return col.array
+        return col.cat.rename_categories(col.cat.categories.astype("str")).array
     if dtype.startswith("datetime"):
-        return pd.to_datetime(col, utc=True, errors="coerce")
+        return pd.to_datetime(col, utc=True, errors="coerce").array
+    numpy_kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else ""
     if dtype in ("Int64", "Int32"):
-        if dtype == "Int64" and col.dtype.kind == "i":
+        if dtype == "Int64" and numpy_kind == "i":
             # Plain integers need no parsing: the values as they are, none of them null.
-            return pd.Series(pd.arrays.IntegerArray(col.to_numpy(dtype=np.int64),
-                                                    np.zeros(len(col), bool)),
-                             index=col.index, name=col.name, copy=False)
-        if col.dtype.kind == "f":  # already numbers: only the nulls and the cast remain
-            return col.astype(dtype)
-        return pd.to_numeric(col, errors="coerce").astype(dtype)
+            return pd.arrays.IntegerArray(col.to_numpy(dtype=np.int64), np.zeros(len(col), bool))
+        if numpy_kind == "f":  # already numbers: only the nulls and the cast remain
+            return col.astype(dtype).array
+        return pd.to_numeric(col, errors="coerce").astype(dtype).array
     if dtype == "category":
-        if str(col.dtype) != "string":
-            col = col.astype("string")  # categories are strings, never numbers
-        codes, uniques = pd.factorize(col)
-        cat = pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
-        return pd.Series(cat, index=col.index, name=col.name, copy=False)
-    return col.astype(dtype)
+        text = col.array if str(col.dtype) == "string" else _cast(col, "string")
+        codes, uniques = pd.factorize(text)  # categories are strings, never numbers
+        return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
+    if dtype == "string" and isinstance(col.dtype, pd.StringDtype) \
+            and col.dtype.storage == "pyarrow":
+        # Text already held by Arrow (pandas' "str"): re-wrapped, not converted per value.
+        return pd.arrays.ArrowStringArray(pa.array(col.array).cast(pa.large_string()))
+    return col.astype(dtype).array
 
 
 def empty(table: str) -> pd.DataFrame:
-    return conform(pd.DataFrame(), table)
+    return _empty(table).copy()
+
+
+@cache
+def _empty(table: str) -> pd.DataFrame:
+    """The table with no rows (never handed out: callers get a copy)."""
+    names, dtypes = _contract(table)
+    return pd.DataFrame({name: nulls(dtype, 0) for name, dtype in zip(names, dtypes,
+                                                                      strict=True)},
+                        index=pd.RangeIndex(0), copy=False)
 
 
 def conform(df: pd.DataFrame | Iterable[Mapping], table: str) -> pd.DataFrame:
@@ -296,11 +307,13 @@ def conform(df: pd.DataFrame | Iterable[Mapping], table: str) -> pd.DataFrame:
         df = pd.DataFrame(list(df))
     if _conformed(df, table):
         return df
+    if not len(df) and not any(name in df.columns for name in _contract(table)[0]):
+        return _empty(table).copy()  # nothing to cast: a copy of the one built once
     out = {}
     n = len(df)
     present = set(df.columns)
     for name, dtype in zip(*_contract(table), strict=True):
-        out[name] = _cast(df[name], dtype).array if name in present else nulls(dtype, n)
+        out[name] = _cast(df[name], dtype) if name in present else nulls(dtype, n)
     return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
 
 
@@ -347,7 +360,7 @@ def conform_own(df: pd.DataFrame, table: str) -> pd.DataFrame:
         return df
     n = len(df)
     present = set(df.columns)
-    out = {name: _cast(df[name], dtype).array if name in present else nulls(dtype, n)
+    out = {name: _cast(df[name], dtype) if name in present else nulls(dtype, n)
            for name, dtype in zip(names, dtypes, strict=True)}
     return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
 
@@ -375,7 +388,7 @@ def concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
     plain = [c for c in frames[0].columns if c not in cats]
     rest = pd.concat([f[plain] for f in frames], ignore_index=True)
     columns = {c: rest[c].array for c in plain} | {
-        c: _union_categoricals([_cast(f[c], "category").array for f in frames]) for c in cats}
+        c: _union_categoricals([_cast(f[c], "category") for f in frames]) for c in cats}
     return pd.DataFrame({c: columns[c] for c in frames[0].columns}, copy=False)
 
 
