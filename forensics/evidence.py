@@ -275,7 +275,7 @@ class Groups:
 
     def __init__(self, df: pd.DataFrame, keys: list[str]) -> None:
         self.keys = keys
-        ids = df.groupby(keys, sort=False).ngroup().to_numpy()
+        ids = df.groupby(keys, sort=False).ngroup().fillna(-1).to_numpy(dtype=np.int64)
         self.rows = np.flatnonzero(ids >= 0)
         self.ids = ids[self.rows]
         self.count = int(self.ids.max()) + 1 if len(self.ids) else 0

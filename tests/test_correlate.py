@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 from conftest import ROOT, require
 
+from forensics.correlate import _first_match, build_connections
 from forensics.pipeline import build_tables
+from forensics.schema import Tables
 
 SAMPLES = ROOT / "sample_bundles"
 
@@ -57,3 +60,77 @@ def test_sample_bundle_tools_agree_and_db_check(tmp_path):
         assert check[r]["db_established"] == check[r]["pool_open"]
         assert check[r]["fds_open"] < check[r]["fd_soft_limit"]
     assert check[3]["db_established"] > check[1]["db_established"]
+
+
+# ---- the joins on small hand-made tables ------------------------------------------------
+
+def _tables(sockets: list[dict], fds: list[dict] | None = None) -> Tables:
+    t = Tables()
+    base = {"bundle_id": "b", "round": 1, "source": "s"}
+    t["sockets"] = pd.DataFrame([base | s for s in sockets])
+    if fds:
+        t["fds"] = pd.DataFrame([base | f for f in fds])
+    return t
+
+
+def _sock(tool: str, **kw) -> dict:
+    return {"tool": tool, "proto": "tcp", "state": "ESTABLISHED", "local_ip": "10.0.0.1",
+            "local_port": 40000, "remote_ip": "10.0.0.2", "remote_port": 5432} | kw
+
+
+def test_tuple_only_rows_join_the_inode_row_with_their_tuple():
+    """netstat without -e knows no inode: its row joins ss's row for the same tuple."""
+    t = _tables([_sock("ss", inode=7, pid=10, fd=3), _sock("netstat"),
+                 _sock("netstat", local_port=40001)])
+    c = build_connections(t, {})
+    assert len(c) == 2
+    joined = c[c["inode"] == 7]
+    assert joined["tools"].tolist() == ["netstat,ss"]
+    assert c[c["local_port"] == 40001]["tools"].tolist() == ["netstat"]
+
+
+def test_fields_come_from_the_most_trusted_tool_that_has_them():
+    t = _tables([_sock("lsof", inode=7, pid=10, fd=3, state="CLOSE_WAIT"),
+                 _sock("ss", inode=7, state="ESTABLISHED", pid=None, fd=None)])
+    c = build_connections(t, {})
+    assert len(c) == 1
+    row = c.iloc[0]
+    assert row["state"] == "ESTABLISHED"  # ss before lsof
+    assert (row["pid"], row["fd"]) == (10, 3)  # only lsof knew them
+    assert row["tools"] == "lsof,ss"
+
+
+def test_fd_listing_gives_inode_and_owner():
+    fds = [{"pid": 10, "fd": 3, "kind": "socket", "inode": 7, "tool": "procfd"},
+           {"pid": 10, "fd": 4, "kind": "socket", "inode": 8, "tool": "procfd"}]
+    t = _tables([_sock("lsof", pid=10, fd=3), _sock("ss", inode=8, local_port=40001)], fds)
+    c = build_connections(t, {"pid": 10}).sort_values("local_port")
+    assert c["inode"].tolist() == [7, 8]
+    assert c["fd"].tolist() == [3, 4]
+    assert c["owned"].tolist() == [True, True]
+
+
+def test_peer_roles_in_order_of_evidence():
+    t = _tables([
+        _sock("ss", state="LISTEN", local_ip="0.0.0.0", local_port=8080, remote_ip="0.0.0.0",
+              remote_port=None, inode=1),
+        _sock("ss", local_port=8080, remote_ip="10.0.0.9", remote_port=51000, inode=2),
+        _sock("ss", remote_ip="10.0.0.3", remote_port=6000, inode=3),
+        _sock("ss", remote_ip="10.0.0.4", remote_port=443, inode=4),
+        _sock("ss", inode=5),
+    ])
+    c = build_connections(t, {"db_addresses": ["10.0.0.3:6000"]}).sort_values("inode")
+    assert c["peer_role"].tolist() == ["listen", "inbound", "database", "upstream", "upstream"]
+    assert c["peer"].tolist() == ["0.0.0.0:8080", "10.0.0.1:8080", "10.0.0.3:6000",
+                                  "10.0.0.4:443", "10.0.0.2:5432"]
+    # Without a manifest address the well-known port decides.
+    c = build_connections(t, {}).sort_values("inode")
+    assert c["peer_role"].tolist()[-1] == "database"
+
+
+def test_first_match_finds_first_row_and_ignores_nulls():
+    table = pd.DataFrame({"a": pd.array([1, 1, 2, None], dtype="Int64"),
+                          "b": pd.array([5, 5, 6, 7], dtype="Int64")})
+    keys = pd.DataFrame({"a": pd.array([1, 2, 3, None], dtype="Int64"),
+                         "b": pd.array([5, 6, 5, 7], dtype="Int64")})
+    assert _first_match(keys, table).tolist() == [0, 2, -1, -1]

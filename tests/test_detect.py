@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, require
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from forensics.evidence import Trend
+from forensics.evidence import Groups, Trend, sum_by_round
 from forensics.pipeline import analyze
 from forensics.report import document, to_json
 
@@ -153,3 +157,43 @@ def test_pgxpool_waiters_counted_once_and_capped_by_sockets(analyses):
     sockets = next(c for c in f.checks if c.source == "sockets")
     assert sockets.verdict == "supports" and "stays at 8" in sockets.detail
     assert f.severity == "high"
+
+
+# ---- the numpy reductions behind the buckets agree with pandas' groupby --------------
+
+_small_ints = st.one_of(st.none(), st.integers(-3, 3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from(["a", "b", None]),
+                          _small_ints, _small_ints, st.one_of(st.none(), st.booleans())),
+                max_size=30))
+def test_groups_reduce_like_pandas_groupby(rows):
+    df = pd.DataFrame({
+        "round": pd.array([r[0] for r in rows], dtype="Int64"),
+        "key": pd.array([r[1] for r in rows], dtype="string"),
+        "n": pd.array([r[2] for r in rows], dtype="Int64"),
+        "parent": pd.array([r[3] for r in rows], dtype="Int64"),
+        "flag": pd.array([r[4] for r in rows], dtype="boolean"),
+    })
+    g = Groups(df, ["round", "key"])
+    want = df.groupby(["round", "key"], sort=False).agg(
+        n_sum=("n", "sum"), n_min=("n", "min"), n_max=("n", "max"), flag=("flag", "any"),
+        parents=("parent", lambda p: sorted({int(x) for x in p.dropna()}))).reset_index()
+    assert list(g.first(df["round"])) == list(want["round"])
+    assert list(g.first(df["key"])) == list(want["key"])
+    assert g.sum(df["n"]).tolist() == want["n_sum"].tolist()
+    assert list(g.min(df["n"])) == list(want["n_min"])
+    assert list(g.max(df["n"])) == list(want["n_max"])
+    assert list(g.any(df["flag"])) == list(want["flag"])
+    assert g.distinct(df["parent"]) == want["parents"].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(1, 4)), st.integers(0, 50)),
+                max_size=20))
+def test_sum_by_round_like_pandas(rows):
+    df = pd.DataFrame({"round": pd.array([r[0] for r in rows], dtype="Int64"),
+                       "count": np.array([r[1] for r in rows], dtype=np.int64)})
+    assert sum_by_round(df, "count") == df.groupby("round")["count"].sum().to_dict()
+    assert sum_by_round(df) == df.groupby("round").size().to_dict()

@@ -17,6 +17,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import jinja2
 import pytest
 from conftest import CORPUS
 
@@ -447,3 +448,47 @@ def test_many_stacks_are_capped() -> None:
 def test_unknown_format_is_refused(analysis) -> None:
     with pytest.raises(ValueError):
         render.render_template(analysis, document(analysis), "pdf", None)
+
+
+# ------------------------------------------------------------ compiled templates
+@pytest.fixture
+def fresh_environments():
+    """Environments are cached per process: each test here builds its own."""
+    render._environment.cache_clear()
+    yield
+    render._environment.cache_clear()
+
+
+def test_templates_compiled_once_and_reused(analysis, html, tmp_path, monkeypatch,
+                                            fresh_environments) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert render_report(analysis, "html") == html
+    folders = list((tmp_path / "forensics").iterdir())
+    assert len(folders) == 1 and folders[0].name.endswith("-html")
+    assert folders[0].stat().st_mode & 0o077 == 0  # private: cached code runs when loaded
+    cached = sorted(folders[0].iterdir())
+    assert cached
+    render._environment.cache_clear()  # a new run: templates come from the cache
+    assert render_report(analysis, "html") == html
+    assert sorted(folders[0].iterdir()) == cached
+    for f in cached:  # damaged files cost a compile, not the report
+        f.write_bytes(b"j2 not bytecode")
+    render._environment.cache_clear()
+    assert render_report(analysis, "html") == html
+
+
+def test_no_cache_without_a_private_writable_folder(analysis, html, tmp_path, monkeypatch,
+                                                    fresh_environments) -> None:
+    shared = tmp_path / "forensics" / f"jinja2-{jinja2.__version__}-html"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)  # another user could plant code here: not used
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert render._bytecode_cache("html") is None
+    assert render_report(analysis, "html") == html
+    assert not any(shared.iterdir())
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    render._environment.cache_clear()
+    assert render._bytecode_cache("md") is None
+    assert render_report(analysis, "html") == html
