@@ -25,7 +25,12 @@ class _App(typer.Typer):
     """The ``forensics`` program. Tests drive the same commands through typer's
     CliRunner, which does not come through :meth:`__call__`."""
 
+    #: Set when this is the ``forensics`` process itself: what it imports lives until
+    #: it exits, so the garbage collector may leave that alone (see :func:`_imports`).
+    owns_process = False
+
     def __call__(self, *args, **kwargs):
+        _App.owns_process = True
         try:
             return super().__call__(*args, **kwargs)
         finally:
@@ -34,6 +39,24 @@ class _App(typer.Typer):
             # analysis created (longer than rendering the report). Frozen objects are
             # left to the operating system instead; files are all closed by now.
             gc.freeze()
+
+
+@contextmanager
+def _imports():
+    """Around the imports of pandas, pyarrow, numpy and the parsers: they make a few
+    hundred thousand objects that live as long as the process, none of them garbage,
+    and the cyclic collector scans them over and over while they load (0.1 s). In the
+    ``forensics`` process it pauses for the imports, and what they made is then frozen
+    (left out of every later collection). Elsewhere (tests) nothing changes."""
+    if not _App.owns_process:
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.freeze()
 
 
 app = _App(
@@ -90,8 +113,12 @@ def _progress(label: str):
 
 
 def _load(bundle: Path, limits_kwargs: dict | None = None, detect: bool = False):
-    from .bundle import BundleError, Limits
-    from .pipeline import EXIT_NOTHING_USABLE, analyze, build_tables
+    with _imports():
+        from .bundle import BundleError, Limits
+        from .parsers import available
+        from .pipeline import EXIT_NOTHING_USABLE, analyze, build_tables
+
+        available()
 
     limits = Limits(**{k: v for k, v in (limits_kwargs or {}).items() if v is not None})
     try:
