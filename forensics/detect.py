@@ -3,7 +3,10 @@ per-round series the report charts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from . import evidence
 from .detectors import DETECTORS
@@ -28,20 +31,38 @@ def detect(analysis: Any) -> None:
 
 
 def series(ev: evidence.Evidence) -> dict[str, dict[int, dict[str, float]]]:
+    """Per-round trend series (the buckets are small: summed in Python, in the sorted
+    (round, label) order a pandas groupby gives)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     g = ev.goroutines
     if len(g):
-        by = g.assign(state=g["state"].fillna("unknown")).groupby(["round", "state"])["count"]
-        for (r, st), n in by.sum().items():
-            out.setdefault("goroutines_by_state", {}).setdefault(int(r), {})[str(st)] = int(n)
+        states = [s if isinstance(s, str) else "unknown" for s in g["state"]]
+        for (r, st), n in _sums(g["round"], states, g["count"]).items():
+            out.setdefault("goroutines_by_state", {}).setdefault(r, {})[st] = n
     h = ev.heap
     if len(h):
-        for (r, obj), n in h.groupby(["round", "object"])["inuse_objects"].sum().items():
-            out.setdefault("conn_objects", {}).setdefault(int(r), {})[str(obj)] = int(n)
+        for (r, obj), n in _sums(h["round"], h["object"], h["inuse_objects"]).items():
+            out.setdefault("conn_objects", {}).setdefault(r, {})[str(obj)] = n
     st = ev.tables["dbstats"]
     if len(st):
         fields = ["in_use", "open", "idle", "max_open", "wait_count"]
-        for r, grp in st.groupby("round"):
+        known = {f: st[f].notna().to_numpy() for f in fields}
+        values = {f: st[f].to_numpy(dtype=np.int64, na_value=0) for f in fields}
+        rnd = st["round"].to_numpy(dtype=np.float64, na_value=np.nan)
+        for r in np.unique(rnd[~np.isnan(rnd)]).tolist():
+            rows = rnd == r
             out.setdefault("dbstats", {})[int(r)] = {
-                f: int(grp[f].sum()) for f in fields if grp[f].notna().any()}
+                f: int(values[f][rows & known[f]].sum()) for f in fields
+                if (rows & known[f]).any()}
     return out
+
+
+def _sums(rounds: Iterable, labels: Iterable, counts: Iterable) -> dict[tuple[int, str], int]:
+    """Sum of ``counts`` per (round, label), sorted by round then label."""
+    sums: dict[tuple[int, str], int] = {}
+    for r, label, n in zip(rounds, labels, counts, strict=True):
+        if r is None or r != r or label is None:  # nulls are left out, as groupby does
+            continue
+        key = (int(r), label)
+        sums[key] = sums.get(key, 0) + int(n)
+    return dict(sorted(sums.items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from ..evidence import Evidence, sum_by_round, trend
@@ -155,8 +156,8 @@ def dbstats_trend(ev: Evidence, field: str) -> tuple[list[int], list[float]]:
     st = ev.tables["dbstats"]
     if not len(st) or not st[field].notna().any():
         return [], []
-    per = st.groupby("round")[field].sum(min_count=1).dropna()
-    return [int(r) for r in per.index], [float(v) for v in per.to_numpy()]
+    per = sum_by_round(st[st[field].notna()], field)  # rounds with a value only
+    return list(per), [float(v) for v in per.values()]
 
 
 def pinned_pools(ev: Evidence) -> tuple[int, int]:
@@ -164,8 +165,11 @@ def pinned_pools(ev: Evidence) -> tuple[int, int]:
     st = ev.tables["dbstats"]
     if not len(st):
         return 0, 0
-    pinned = st[(st["max_open"] > 0) & (st["in_use"] >= st["max_open"])]
-    return int(pinned["round"].nunique()), int(st["round"].nunique())
+    max_open = st["max_open"].to_numpy(dtype=np.float64, na_value=np.nan)
+    in_use = st["in_use"].to_numpy(dtype=np.float64, na_value=np.nan)
+    rnd = st["round"].to_numpy(dtype=np.float64, na_value=np.nan)
+    pinned = (max_open > 0) & (in_use >= max_open) & ~np.isnan(rnd)
+    return len(np.unique(rnd[pinned])), len(np.unique(rnd[~np.isnan(rnd)]))
 
 
 def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
