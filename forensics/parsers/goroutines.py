@@ -92,6 +92,8 @@ _SNIFF_BYTES = 64 * 1024
 _INT64_MAX = (1 << 63) - 1
 #: Chunk size for normalizing big dumps in a worker thread (characters).
 _CHUNK_CHARS = 4 << 20
+#: Threads normalizing chunks (RE2 runs without the GIL; the parsing thread splits).
+_WORKERS = 1
 
 # --- regular expressions (every one linear: literal anchors, bounded or disjoint classes) ---
 
@@ -563,11 +565,11 @@ def _normalized_chunks(text: str) -> Iterator[tuple[str, bool]]:
             yield start, end
             start = end
 
-    with ThreadPoolExecutor(1, thread_name_prefix="goroutines-normalize") as pool:
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="goroutines-normalize") as pool:
         ahead: deque[Future[tuple[str, bool]]] = deque()
         for a, b in cuts():
             ahead.append(pool.submit(_normalize, text[a:b]))
-            if len(ahead) > 1:
+            if len(ahead) > _WORKERS:
                 yield ahead.popleft().result()
         while ahead:
             yield ahead.popleft().result()
