@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .schema import Tables, conform
 
@@ -206,24 +208,36 @@ def _label_peers(conns: pd.DataFrame, manifest: dict[str, Any], pid: int | None)
 
 def _endpoint(ip: pd.Series, port: pd.Series) -> np.ndarray:
     """``ip:port`` text of every row, "None" standing for a missing part."""
-    text = ip.astype("string").fillna("None") + ":" + port.astype("string").fillna("None")
-    return text.to_numpy(dtype=object)
+    parts = (pc.fill_null(_text(col), _str("None")) for col in (ip, port))
+    return pc.binary_join_element_wise(*parts, _str(":")).to_numpy(zero_copy_only=False)
+
+
+def _text(col: pd.Series) -> pa.Array:
+    """A column as Arrow text, numbers written in decimal, nulls kept."""
+    return pa.array(col.array).cast(pa.large_string())
+
+
+def _str(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
 
 
 def _connection_keys(s: pd.DataFrame) -> pd.Series:
     """The identity of each socket row's connection: ``i<inode>`` when the inode is known
     and non-zero (TIME_WAIT sockets have inode 0), else the address tuple
     ``family|local ip|local port|remote ip|remote port``; null when neither is known."""
-    tuple_key = (s["proto"].astype("string").str[:3] + "|" + s["local_ip"].astype("string")
-                 + "|" + s["local_port"].astype("string") + "|"
-                 + s["remote_ip"].astype("string") + "|" + s["remote_port"].astype("string"))
+    family = pc.utf8_slice_codeunits(_text(s["proto"]), 0, 3)
+    tuple_key = pc.binary_join_element_wise(  # null when any part is
+        family, *(_text(s[c]) for c in ("local_ip", "local_port", "remote_ip",
+                                       "remote_port")), _str("|"))
     use_inode = (s["inode"].notna() & (s["inode"] != 0)).to_numpy(dtype=bool)
-    key = tuple_key.where(~use_inode, "i" + s["inode"].astype("string"))
+    inode_key = pc.binary_join_element_wise(_str("i"), _text(s["inode"]), _str(""))
+    key = pd.Series(pd.arrays.ArrowStringArray(pc.if_else(use_inode, inode_key, tuple_key)),
+                    index=s.index)
     if not use_inode.any():
         return key
     # Tools that know the inode and tools that know only the tuple must meet: a row
     # without inode takes the key of the last inode-keyed row with the same tuple.
-    tuples, _ = pd.factorize(tuple_key, use_na_sentinel=False)
+    tuples, _ = pd.factorize(pd.arrays.ArrowStringArray(tuple_key), use_na_sentinel=False)
     keyed = np.flatnonzero(use_inode)[::-1]  # last row of each tuple first
     seen, at = np.unique(tuples[keyed], return_index=True)
     holder = np.full(tuples.max() + 1, -1, np.int64)
