@@ -47,8 +47,9 @@ def _imports():
     hundred thousand objects that live as long as the process, none of them garbage,
     and the cyclic collector scans them over and over while they load (0.1 s). In the
     ``forensics`` process it pauses for the imports, and what they made is then frozen
-    (left out of every later collection). Elsewhere (tests) nothing changes."""
-    if not _App.owns_process:
+    (left out of every later collection). Elsewhere (tests), or once they are imported,
+    nothing changes."""
+    if not _App.owns_process or "forensics.pipeline" in sys.modules:
         yield
         return
     gc.disable()

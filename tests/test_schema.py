@@ -52,6 +52,7 @@ def _column(kind: str, n: int, rng: np.random.Generator) -> pd.Series:
     return pd.Series(pd.array(rng.choice([1, None], n), dtype="Int64"))
 
 
+@pytest.mark.filterwarnings("ignore:Could not infer format")  # text into captured_at
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(TABLE_NAMES), st.lists(_columns, min_size=1, max_size=4),
        st.integers(0, 6), st.integers(0, 2**32 - 1))
