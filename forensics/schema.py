@@ -286,6 +286,18 @@ def empty(table: str) -> pd.DataFrame:
     return _empty(table).copy()
 
 
+def _empty_as_contract(df: pd.DataFrame, table: str) -> bool:
+    """Whether the contract columns ``df`` has (no rows) already have their dtype, so
+    that casting them would give the same empty arrays as nulls do (a categorical with
+    categories but no rows keeps them, and does not qualify)."""
+    for name, dtype in zip(*_contract(table), strict=True):
+        if name in df.columns:
+            col = df[name]
+            if str(col.dtype) != dtype or (dtype == "category" and len(col.cat.categories)):
+                return False
+    return True
+
+
 @cache
 def _empty(table: str) -> pd.DataFrame:
     """The table with no rows (never handed out: callers get a copy)."""
@@ -307,7 +319,7 @@ def conform(df: pd.DataFrame | Iterable[Mapping], table: str) -> pd.DataFrame:
         df = pd.DataFrame(list(df))
     if _conformed(df, table):
         return df
-    if not len(df) and not any(name in df.columns for name in _contract(table)[0]):
+    if not len(df) and _empty_as_contract(df, table):
         return _empty(table).copy()  # nothing to cast: a copy of the one built once
     out = {}
     n = len(df)
