@@ -269,7 +269,7 @@ def _cast(col: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray:
             # Plain integers need no parsing: the values as they are, none of them null.
             return pd.arrays.IntegerArray(col.to_numpy(dtype=np.int64), np.zeros(len(col), bool))
         if numpy_kind == "f":  # already numbers: only the nulls and the cast remain
-            return col.astype(dtype).array
+            return _float_to_int(col, dtype)
         return pd.to_numeric(col, errors="coerce").astype(dtype).array
     if dtype == "category":
         text = col.array if str(col.dtype) == "string" else _cast(col, "string")
@@ -279,6 +279,18 @@ def _cast(col: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray:
             and col.dtype.storage == "pyarrow":
         # Text already held by Arrow (pandas' "str"): re-wrapped, not converted per value.
         return pd.arrays.ArrowStringArray(pa.array(col.array).cast(pa.large_string()))
+    return col.astype(dtype).array
+
+
+def _float_to_int(col: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray:
+    """Floats (NaN for null) as a nullable integer array. Whole numbers that fit int64
+    are taken directly; anything else goes through pandas, which refuses it as before."""
+    values = col.to_numpy()
+    null = np.isnan(values)
+    known = values[~null]
+    if dtype == "Int64" and np.isfinite(known).all() and (known == np.trunc(known)).all() \
+            and (np.abs(known) < 2.0**63).all():
+        return pd.arrays.IntegerArray(np.where(null, 0, values).astype(np.int64), null)
     return col.astype(dtype).array
 
 
