@@ -64,8 +64,14 @@ class Scenario:
 
 
 SCENARIOS = {
-    "tx-1.19": Scenario("1.19", "tx", "transfer=6,orders,users,rates", 16, 100),
-    "tx-1.27": Scenario("1.27", "tx", "transfer=6,orders,users,rates", 16, 100),
+    # A leaked Tx holds ~4 KiB of heap: at rate 4096 a short scenario samples it about once,
+    # so one unlucky capture would leave the heap with only in-flight allocations of the
+    # healthy path. 512 samples every leaked Tx (the default-rate case is sample_bundles/
+    # tx-go1.19, checked in test_detect).
+    "tx-1.19": Scenario("1.19", "tx", "transfer=6,orders,users,rates", 16, 100,
+                        memprofilerate=512),
+    "tx-1.27": Scenario("1.27", "tx", "transfer=6,orders,users,rates", 16, 100,
+                        memprofilerate=512),
     "openperreq-1.27": Scenario("1.27", "openperreq", "users=4,orders,transfer,rates", 12, 10),
     "rows-1.19": Scenario("1.19", "rows", "orders=4,transfer,users,rates", 10, 4),
     "body-1.27": Scenario("1.27", "body", "rates=4,orders,transfer,users", 10, 10,
