@@ -551,9 +551,9 @@ def _normalize(text: str) -> tuple[str, bool]:
 
 
 def _normalized_chunks(text: str) -> Iterator[tuple[str, bool]]:
-    """``text`` in line-aligned chunks, each normalized by :func:`_normalize` in a worker
-    thread one chunk ahead of the consumer. The patterns never cross a line end, so chunk
-    by chunk is the same as the whole text at once."""
+    """``text`` in line-aligned chunks, each normalized by :func:`_normalize` in one of
+    ``_WORKERS`` threads, that many chunks ahead of the consumer. The patterns never cross
+    a line end, so chunk by chunk is the same as the whole text at once."""
     if len(text) <= _CHUNK_CHARS:  # one chunk: no thread
         yield _normalize(text)
         return
@@ -649,8 +649,9 @@ class _Debug2:
         last = self._irregular(heads[-2], heads[-1], last=True)
         blocks.append(last[0])
         parents.append(last[1])
-        self.row_id.extend(gids[h] for h in heads[:-1])
-        column = [brackets[h] for h in heads[:-1]]
+        del heads[-1]
+        self.row_id.extend(gids[h] for h in heads)
+        column = [brackets[h] for h in heads]
         seen = self.brackets = {b: i for i, b in enumerate(dict.fromkeys(column))}
         self.row_bracket.extend([seen[b] for b in column])
         self.parts = []
@@ -689,7 +690,7 @@ class _Debug2:
             digits, piece = self.parts[4 + 5 * r], self.parts[5 + 5 * r]
             if parent is None and self._ends_creator(pieces[-1], self.ends_creator):
                 pieces.append(piece)
-                parent = int(digits) if len(digits) < 19 else _bounded(digits)
+                parent = _bounded(digits)
             else:
                 pieces.append("goroutine " + digits)
                 pieces.append(piece)
