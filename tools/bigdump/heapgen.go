@@ -1,10 +1,10 @@
 package main
 
 // Many distinct allocation stacks for the heap profile. A profile of a big service holds
-// hundreds of thousands of stacks, 20-30 frames deep; here they come from one recursive
-// walk with four call sites per level, the site at each level picked by two bits of a
-// hash of the allocation's number, so the paths are distinct both by pc and by source
-// line and vary at every depth (as real stacks do, which makes the profile compress as
+// hundreds of thousands of stacks, 20-30 frames deep; here they come from route
+// (parks.go), a recursion with four call sites per level, the site at each level picked by
+// two bits of a hash of the allocation's number, so the paths are distinct both by pc and
+// by source line and vary at every depth (as real stacks do, which makes the profile compress as
 // badly as a real one). Half of the allocations stay reachable (in-use), half are
 // garbage (alloc only), and the size varies, as in real profiles.
 
@@ -19,7 +19,8 @@ func fillHeap(stacks, depth int) {
 	}
 	retained = make([][]byte, 0, stacks/2+1)
 	for i := 0; i < stacks; i++ {
-		walk(depth, mix(uint64(i)), i)
+		allocating = i
+		route(depth, mix(uint64(i)), allocate) // a plain func value: no closure to allocate
 	}
 }
 
@@ -31,26 +32,12 @@ func mix(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-//go:noinline
-func walk(depth int, path uint64, i int) {
-	if depth == 0 {
-		allocate(i)
-		return
-	}
-	switch path & 3 {
-	case 0:
-		walk(depth-1, path>>2, i)
-	case 1:
-		walk(depth-1, path>>2, i)
-	case 2:
-		walk(depth-1, path>>2, i)
-	default:
-		walk(depth-1, path>>2, i)
-	}
-}
+// allocating is the number of the allocation route is taking to allocate.
+var allocating int
 
 //go:noinline
-func allocate(i int) {
+func allocate() {
+	i := allocating
 	buf := make([]byte, 32+(i%7)*48)
 	if i%2 == 0 {
 		retained = append(retained, buf)

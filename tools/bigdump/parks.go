@@ -41,8 +41,9 @@ func makePlan(total, httpLeaks int) plan {
 }
 
 // route reaches fn through one of 4^depth distinct call chains (path picks the call
-// site at each level), so parked goroutines can be spread over many distinct stacks.
-func route(depth int, path uint32, fn func()) {
+// site at each level), so parked goroutines and heap allocations (heapgen.go) can be
+// spread over many distinct stacks.
+func route(depth int, path uint64, fn func()) {
 	if depth == 0 {
 		fn()
 		return
@@ -73,7 +74,7 @@ func (s *service) parkRequests(n, variants int) {
 	depth := routeDepth(variants)
 	for i := 0; i < n; i++ {
 		path := paths[i%len(paths)]
-		variant := uint32((i / len(paths)) % variants)
+		variant := uint64((i / len(paths)) % variants)
 		go route(depth, variant, func() { s.serve(path) })
 	}
 }
