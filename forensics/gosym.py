@@ -80,7 +80,11 @@ KNOWN_LIBRARIES: tuple[str, ...] = (
 )
 
 _RUNTIME_PACKAGES = ("runtime", "runtime/internal/", "internal/runtime/")
-_MODULE_CACHE = re.compile(r"/pkg/mod/([^@]+)@v")
+#: A file of a module at a version: in the module cache (``.../pkg/mod/github.com/x/y@v1.2.3/
+#: z.go``) or, in a ``-trimpath`` build, recorded as ``github.com/x/y@v1.2.3/z.go``. The
+#: main module is built from its own tree, so its files carry no version, except when the
+#: binary came from ``go install module@version`` (see ``stacks.promote_main_module``).
+_MODULE_CACHE = re.compile(r"/pkg/mod/([^@\s]+)@v\d|^([^/@\s:][^@\s:]*)@v\d")
 _BRACKETS = re.compile(r"\[[^\[\]]*\]")
 
 
@@ -190,7 +194,7 @@ def classify(function: str, file: str = "") -> tuple[str, str]:
     if file:
         m = _MODULE_CACHE.search(file)
         if m:
-            return LIBRARY, m.group(1)
+            return LIBRARY, m.group(1) or m.group(2)
         if "/vendor/" in file and not file.endswith("_test.go"):
             return LIBRARY, _module_of(package)
     return APP, _module_of(package) if "." in package.split("/", 1)[0] else package

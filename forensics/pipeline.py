@@ -27,6 +27,7 @@ from .inventory import Artifact, assign_times_and_rounds, cap_artifacts, identif
 from .parsers import available, load
 from .parsers.base import NotUsed, ParseContext, ParseError
 from .schema import CONTEXT_FREE, Tables, concat, conform, conform_own
+from .stacks import promote_main_module
 
 # Exit codes, documented in the CLI help and README.
 EXIT_OK = 0
@@ -179,6 +180,8 @@ def collect_tables(bundle: Bundle, arts: list[Artifact]) -> Tables:
         if name == "stacks":
             dfs = new_stacks_only(dfs)
         df = concat(dfs, name)
+        if name == "stacks":
+            df = promote_main_module(df)
         if name not in CONTEXT_FREE:
             df = with_context(df, name, bundle, [(a, len(d)) for a, d in items])
         tables[name] = df

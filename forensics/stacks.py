@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from . import gosym
@@ -83,3 +84,37 @@ class StackTable:
 def _categorical(values: list[str | None]) -> pd.Categorical:
     codes, uniques = pd.factorize(pd.array(values, dtype="string"))
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
+
+
+def promote_main_module(stacks: pd.DataFrame) -> pd.DataFrame:
+    """``stacks`` with the frames of the module holding ``main`` classed as app.
+
+    A service installed with ``go install module@version`` runs from the module cache, so
+    every one of its frames first looks third-party and there would be no call site to
+    report. The dump's ``main.main`` names that module; its frames are the app's. Works on
+    the categorical codes: the big table's 10^7 rows are never turned into strings."""
+    if stacks.empty or "frame_class" not in stacks or "module" not in stacks:
+        return stacks
+    fn, cls, mod = (stacks[c] for c in ("function", "frame_class", "module"))
+    if not all(isinstance(c.dtype, pd.CategoricalDtype) for c in (fn, cls, mod)):
+        return stacks
+    main_fns = np.flatnonzero(fn.cat.categories.str.startswith("main."))
+    lib = np.flatnonzero(cls.cat.categories == gosym.LIBRARY)
+    if not len(main_fns) or not len(lib):
+        return stacks
+    rows = np.isin(fn.cat.codes.to_numpy(), main_fns) & (cls.cat.codes.to_numpy() == lib[0])
+    if not rows.any():
+        return stacks
+    main_mods = np.unique(mod.cat.codes.to_numpy()[rows])
+    promote = np.isin(mod.cat.codes.to_numpy(), main_mods[main_mods >= 0]) & \
+        (cls.cat.codes.to_numpy() == lib[0])
+    if not promote.any():
+        return stacks
+    if gosym.APP not in cls.cat.categories:
+        cls = cls.cat.add_categories([gosym.APP])
+    out = stacks.copy(deep=False)
+    codes = cls.cat.codes.to_numpy().copy()
+    codes[promote] = cls.cat.categories.get_loc(gosym.APP)
+    out["frame_class"] = pd.Categorical.from_codes(codes, categories=cls.cat.categories)
+    return out
+

