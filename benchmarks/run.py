@@ -239,6 +239,10 @@ def heap_target(args: argparse.Namespace, binary: Path, work: Path) -> list[Line
     go = find_go()
     base = None
     if go:
+        # Recent Go releases ship pprof as source and build it on the first `go tool pprof`
+        # (15 s here): build it before timing, so the baseline is the tool, not its build.
+        subprocess.run([go, "tool", "pprof", "-h"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
         base = Result("go tool pprof -top", [go, "tool", "pprof", "-top", str(heap)])
         todo.append(base)
         reps.append(args.baseline_repeat)
