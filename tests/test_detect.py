@@ -69,6 +69,23 @@ def test_healthy_service_is_clean(bundle, analyses):
     assert a.exit_code() == 0
 
 
+def test_parent_in_flight_is_a_candidate_not_the_cause(analyses):
+    """tx-inflight-go1.27 (Go 1.27, default heap rate: the heap names no Tx) caught one
+    transfer in flight: the goroutine that began one open Tx was running inside
+    applyTransfer, the helper both transfer variants call, healthy or not. A parent seen
+    in one round may be a healthy request: it is a candidate, never the named cause, and
+    it must not hide the candidates the pool calls give (the line that begins the Tx)."""
+    bundles = _bundles("tx-inflight")
+    require(bool(bundles), "sample bundle tx-inflight-go1.27 missing")
+    a = analyses(bundles[0])
+    tx = next(f for f in a.findings if f.kind == "sql_tx_leak")
+    in_flight = [s for s in tx.sites if "in flight" in s.note]
+    assert any(s.function.endswith("applyTransfer") for s in in_flight), tx.sites
+    assert all(s.inferred for s in in_flight)
+    assert a.call_sites[0].function.endswith("transferFundsLeakyTx")
+    assert not [c.function for c in a.call_sites if not c.inferred]
+
+
 def test_default_rate_capture_is_inferred_and_says_what_to_capture(analyses):
     bundles = _bundles("tx-go1.19")
     require(bool(bundles), "sample bundle tx-go1.19 missing")

@@ -55,13 +55,13 @@ stop_db() {
 # url_of KEY FILE: the KEY=... value of the service's "ready" line
 url_of() { sed -n "s/^ready .*$1=\([^ ]*\).*/\1/p" "$2"; }
 
-# bundle NAME SERVICE GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh) CLIENTS TIMEOUT
+# bundle NAME SERVICE GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh) CLIENTS TIMEOUT [TOTAL]
 # SERVICE: orders-api (tools/leakyservice) or inventory-api (tools/pgxservice); CLIENTS: load
 # concurrency; TIMEOUT: the clients' per-request seconds (a client that gives up cancels its
 # request's context, so its waiter leaves the dump).
 bundle() {
 	name=$1 service=$2 gover=$3 mode=$4 maxopen=$5 mpr=$6 mix=$7 rate=$8 collector=$9
-	clients=${10} timeout=${11}
+	clients=${10} timeout=${11} total=${12:-1000}
 	case $name in "${ONLY:-}"*) ;; *) return 0 ;; esac
 	echo "== $name: $service, Go $gover, -mode $mode -maxopen $maxopen -memprofilerate $mpr, mix $mix @ $rate/s, $collector collector" >&2
 	case $service in
@@ -88,7 +88,7 @@ bundle() {
 	pprof=$(url_of pprof "$svcout")
 	limit=$((WARMUP + (ROUNDS - 1) * INTERVAL + 3))
 	"$PYTHON" "$ROOT/tools/leakyservice/loadgen.py" --base "$app" --mix "$mix" --rate "$rate" \
-		--total 1000 --concurrency "$clients" --time-limit "$limit" --timeout "$timeout" >"$WORK/load.out" &
+		--total "$total" --concurrency "$clients" --time-limit "$limit" --timeout "$timeout" >"$WORK/load.out" &
 	LOAD=$!
 	sleep "$WARMUP"
 	dest="$OUT/$name.tar.gz"
@@ -120,6 +120,7 @@ EOF
 bundle rows-go1.27       orders-api    1.27  rows       8       4096   orders=4,transfer,users,rates      10   py  8   1
 bundle tx-go1.19         orders-api    1.19  tx         100     0      transfer=6,orders,users,rates      16   py  8   1
 bundle tx-go1.27         orders-api    1.27  tx         100     4096   transfer=6,orders,users,rates      16   py  8   1
+bundle tx-inflight-go1.27 orders-api 1.27  tx         100     0      transfer=10,orders                 150  py  16  1  3000
 bundle openperreq-go1.27 orders-api    1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py  8   1
 bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,orders,transfer,users      10   sh  8   1
 bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1

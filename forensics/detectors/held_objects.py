@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding, SiteEvidence
 from ..signatures import CALLS_FOR_KIND, SQL_CONN, SQL_ROWS, SQL_TX
@@ -104,9 +106,13 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     sites = heap_sites(ev, heap)
     _share_holders(sites, int(h_trend.last))
     sites += _parent_sites(ev, holders, spec)
-    inferred = not sites
+    # Only a heap site or a lasting parent names the line; a parent merely in flight is a
+    # candidate like those the pool calls suggest, and must not hide them.
+    inferred = all(s.inferred for s in sites)
     if inferred:
-        sites = _inferred_sites(ev, spec)
+        named = {(s.function, s.file, s.line) for s in sites}
+        sites += [s for s in _inferred_sites(ev, spec)
+                  if (s.function, s.file, s.line) not in named]
     parts = []
     if h_trend.last:
         parts.append(f"{int(h_trend.last)} goroutines hold open {spec.label}"
@@ -122,7 +128,7 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
                f". Each holds a pool connection until {spec.closes_with}.")
     if inferred and sites:
         summary += " The heap cannot name the line; candidates are inferred from the pool " \
-                   "calls the service's goroutines make."
+                   "calls the service makes and the goroutines that opened them."
     advice = capture_advice(ev, f"opens each {spec.label}") if inferred else ""
     return Finding(
         kind=spec.leak_kind, severity=severity, confidence=conf, summary=summary,
@@ -200,20 +206,35 @@ def _share_holders(sites: list[SiteEvidence], holders: int) -> None:
 
 def _parent_sites(ev: Evidence, holders, spec: Spec) -> list[SiteEvidence]:
     """Go 1.21+ names the goroutine that started each holder; if it still runs, its app
-    frame is where the object was opened (a long-lived worker or a stuck handler)."""
+    frame is where the object was opened. A parent that lasts (alive in two rounds, or
+    beside a holder parked for a minute or more) took the object and keeps it: a
+    long-lived worker or a stuck handler, named as the cause. A parent seen in one round
+    only is probably a request with its object in flight, healthy or not: its app frame
+    (which may be a helper the opener called, not the opener) is only a candidate."""
+    alive: dict[int, int] = {}
+    for ids in ev.live_ids.values():
+        for gid in ids:
+            alive[gid] = alive.get(gid, 0) + 1
     out: dict[tuple, SiteEvidence] = {}
     for rec in holders.itertuples():
         ids = ev.live_ids.get(int(rec.round), {})
+        parked = pd.notna(rec.wait_max) and rec.wait_max >= 1
         for parent in rec.parents:
             sid = ids.get(parent)
             info = ev.stacks.get(sid) if sid is not None else None
             site = info.app_frame() if info else None
             if site is None:
                 continue
-            se = out.setdefault(site, SiteEvidence(site.function, site.file, site.line,
-                                                   role="cause",
-                                                   note=f"started the goroutine holding "
-                                                        f"{spec.label} (parent goroutine)"))
+            se = out.get(site)
+            if se is None:
+                se = out[site] = SiteEvidence(
+                    site.function, site.file, site.line, role="cause", inferred=True,
+                    note=f"was running the goroutine that opened {spec.label} when captured "
+                         f"(in flight: may be a healthy request)")
+            if parked or alive.get(parent, 0) >= 2:
+                se.inferred = False
+                se.note = f"started the goroutine holding {spec.label} and still runs " \
+                          f"(parent goroutine)"
             se.goroutines += 1
             se.stack_ids = sorted(set(se.stack_ids) | {int(sid)})
     return list(out.values())
