@@ -87,34 +87,96 @@ def _categorical(values: list[str | None]) -> pd.Categorical:
 
 
 def promote_main_module(stacks: pd.DataFrame) -> pd.DataFrame:
-    """``stacks`` with the frames of the module holding ``main`` classed as app.
+    """``stacks`` with the library-looking frames of the service's own source tree classed
+    as app.
 
-    A service installed with ``go install module@version`` runs from the module cache, so
-    every one of its frames first looks third-party and there would be no call site to
-    report. The dump's ``main.main`` names that module; its frames are the app's. Works on
-    the categorical codes: the big table's 10^7 rows are never turned into strings."""
-    if stacks.empty or "frame_class" not in stacks or "module" not in stacks:
+    Two kinds of service look like a library by name or path alone: one installed with
+    ``go install module@version`` runs from the module cache (``.../pkg/mod/github.com/
+    acme/svc@v1.0.0/...`` or, with ``-trimpath``, ``github.com/acme/svc@v1.0.0/...``), and
+    one whose own module path starts like a library we know (a HashiCorp, Uber or DataDog
+    service). Either way there would be no call site to report. The ``main`` package says
+    where the service's tree is: the folder of its files (without a trailing ``cmd/NAME``).
+    A library frame whose file sits under that folder, and not in a ``vendor`` folder or
+    another module below it, is the app's. Works on the distinct files and the categorical
+    codes: the big table's 10^7 rows are never turned into strings."""
+    if stacks.empty or "frame_class" not in stacks or "file" not in stacks:
         return stacks
-    fn, cls, mod = (stacks[c] for c in ("function", "frame_class", "module"))
-    if not all(isinstance(c.dtype, pd.CategoricalDtype) for c in (fn, cls, mod)):
+    fn, cls, files = (stacks[c] for c in ("function", "frame_class", "file"))
+    if not all(isinstance(c.dtype, pd.CategoricalDtype) for c in (fn, cls, files)):
         return stacks
-    main_fns = np.flatnonzero(fn.cat.categories.str.startswith("main."))
     lib = np.flatnonzero(cls.cat.categories == gosym.LIBRARY)
-    if not len(main_fns) or not len(lib):
+    main_fns = np.flatnonzero(fn.cat.categories.str.startswith("main."))
+    if not len(lib) or not len(main_fns):
         return stacks
-    rows = np.isin(fn.cat.codes.to_numpy(), main_fns) & (cls.cat.codes.to_numpy() == lib[0])
-    if not rows.any():
+    cls_codes, file_codes = cls.cat.codes.to_numpy(), files.cat.codes.to_numpy()
+    names = files.cat.categories
+    is_main = np.zeros(len(fn.cat.categories) + 1, bool)  # + 1: code -1 (no function)
+    is_main[main_fns] = True
+    main_files = _codes_in(file_codes[is_main[fn.cat.codes.to_numpy()]], len(names))
+    roots = {r for c in main_files if (r := service_root(names[c]))}
+    if not roots:
         return stacks
-    main_mods = np.unique(mod.cat.codes.to_numpy()[rows])
-    promote = np.isin(mod.cat.codes.to_numpy(), main_mods[main_mods >= 0]) & \
-        (cls.cat.codes.to_numpy() == lib[0])
-    if not promote.any():
+    is_lib = cls_codes == lib[0]
+    under = [c for c in _codes_in(file_codes[is_lib], len(names)) if in_tree(names[c], roots)]
+    if not under:
         return stacks
+    # (function, file) pairs of the library frames under the tree: a frame is the service's
+    # own when its package path ends with its folder there (``.../consul-esm/store`` in
+    # ``store/``), not a library copied into the tree (``github.com/lib/pq`` in
+    # ``third_party/pq/``, used through a ``replace``).
+    rows = is_lib & np.isin(file_codes, under)
+    pair = fn.cat.codes.to_numpy().astype(np.int64) * len(names) + file_codes
+    own = [p for p in np.unique(pair[rows])
+           if _own_package(fn.cat.categories[p // len(names)], names[p % len(names)], roots)]
+    if not own:
+        return stacks
+    promote = rows & np.isin(pair, own)
     if gosym.APP not in cls.cat.categories:
         cls = cls.cat.add_categories([gosym.APP])
-    out = stacks.copy(deep=False)
     codes = cls.cat.codes.to_numpy().copy()
     codes[promote] = cls.cat.categories.get_loc(gosym.APP)
+    out = stacks.copy(deep=False)
     out["frame_class"] = pd.Categorical.from_codes(codes, categories=cls.cat.categories)
     return out
 
+
+def _codes_in(codes: np.ndarray, n: int) -> np.ndarray:
+    """The distinct non-null categorical codes in ``codes`` (a count, not a sort)."""
+    codes = codes[codes >= 0]
+    return np.flatnonzero(np.bincount(codes, minlength=n)) if len(codes) else codes
+
+
+def _own_package(function: str, file: str, roots: set[str]) -> bool:
+    folder = file.replace("\\", "/").rpartition("/")[0] + "/"
+    package = gosym.split(function).package
+    for root in roots:
+        if folder.startswith(root):
+            rel = folder[len(root):].rstrip("/")
+            return not rel or package.endswith("/" + rel)
+    return False
+
+
+def service_root(main_file: str) -> str | None:
+    """The folder of the service's source tree, from a file of its ``main`` package:
+    ``/src/svc/cmd/api/main.go`` -> ``/src/svc/``. None without a folder."""
+    folder = main_file.replace("\\", "/").rpartition("/")[0]
+    if not folder:
+        return None
+    cmd = folder.rfind("/cmd/")
+    if cmd >= 0 and "/" not in folder[cmd + len("/cmd/"):]:
+        folder = folder[:cmd]
+    elif folder.startswith("cmd/") and "/" not in folder[len("cmd/"):]:
+        return None  # a trimmed ``cmd/api/main.go``: no folder above it to go by
+    return folder + "/"
+
+
+def in_tree(file: str, roots: set[str]) -> bool:
+    """Whether ``file`` is under one of ``roots`` and not third-party code below it (a
+    vendor folder, a module cache, another module at a version)."""
+    file = file.replace("\\", "/")
+    for root in roots:
+        if file.startswith(root):
+            rest = file[len(root):]
+            return not (rest.startswith("vendor/") or "/vendor/" in rest
+                        or "/pkg/mod/" in rest or "@v" in rest)
+    return False
