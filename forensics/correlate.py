@@ -133,7 +133,11 @@ def _norm_ips(col: pd.Series) -> pd.Series:
 #: Columns of ``connections`` taken from the socket rows: of the rows of one connection,
 #: the first non-null value in tool trust order (:data:`TOOL_ORDER`).
 _MERGED = ("bundle_id", "captured_at", "source", "pid", "fd", "inode", "proto", "state",
-           "local_ip", "local_port", "remote_ip", "remote_port")
+           "local_ip", "local_port", "remote_ip", "remote_port", "last_send_ms",
+           "last_recv_ms", "bytes_sent", "bytes_received")
+#: A connection to the database with no traffic either way for this long is not running a
+#: query: idle in the pool, or checked out and forgotten (a leaked Rows, Tx or Conn).
+QUIET_MS = 5000
 
 
 def build_connections(tables: Tables, manifest: dict[str, Any]) -> pd.DataFrame:
@@ -283,14 +287,22 @@ def round_facts(tables: Tables, conns: pd.DataFrame, pid: int | None) -> dict[st
     established = _is(state, "ESTABLISHED")
     close_wait = _is(state, "CLOSE_WAIT")
     database = _is(owned["peer_role"], "database")
+    quiet_ms = np.minimum(owned["last_send_ms"].to_numpy(dtype=np.float64, na_value=np.nan),
+                          owned["last_recv_ms"].to_numpy(dtype=np.float64, na_value=np.nan))
+    timed = ~np.isnan(quiet_ms)
+    quiet = timed & (np.nan_to_num(quiet_ms) >= QUIET_MS)
     for rnd, rows in _rounds(owned):
         by_state[rnd] = {str(k): int(v) for k, v in state[rows].value_counts().items()}
+        db_open = database & established & rows
         check[rnd] = {
-            "db_established": int((database & established & rows).sum()),
+            "db_established": int(db_open.sum()),
             "db_close_wait": int((database & close_wait & rows).sum()),
             "close_wait": int((close_wait & rows).sum()),
             "established": int((established & rows).sum()),
         }
+        if (db_open & timed).any():  # ss -i: traffic timers of the DB connections
+            check[rnd]["db_quiet"] = int((db_open & quiet).sum())
+            check[rnd]["db_quiet_max_s"] = int(quiet_ms[db_open & timed].max() // 1000)
     stats = tables["dbstats"]
     pool = {name: (stats[name].to_numpy(dtype=np.int64, na_value=0), stats[name].notna()
                    .to_numpy()) for name in ("open", "max_open", "in_use")}

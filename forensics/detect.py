@@ -17,13 +17,18 @@ from .rank import rank
 def detect(analysis: Any) -> None:
     """Fill ``analysis.findings``, ``analysis.call_sites`` and the trend series."""
     ev = evidence.build(analysis.tables, analysis.rounds, analysis.series, analysis.manifest)
-    findings = []
+    found: list[tuple[Any, list]] = []
     for det in DETECTORS:
         try:
-            findings += det.detect(ev)
+            found.append((det, det.detect(ev)))
         except Exception as exc:  # one broken rule must not hide the others' findings
             analysis.warnings.append({"path": f"detector {det.__name__.rsplit('.', 1)[-1]}",
                                       "message": f"internal error: {type(exc).__name__}: {exc}"})
+    findings = []
+    for det, mine in found:
+        others = {f.kind for d, fs in found if d is not det for f in fs if f.severity != "info"}
+        if not others & getattr(det, "SUPPRESSED_BY", frozenset()):
+            findings += mine
     findings.sort(key=lambda f: (-SEVERITIES.index(f.severity), -f.confidence))
     analysis.findings = findings
     analysis.call_sites = rank(findings)

@@ -64,6 +64,21 @@ class StackInfo:
                 return Site(self.functions[d], self.files[d], self.lines[d])
         return None
 
+    def caller_of(self, site: Site) -> Site | None:
+        """The next app frame rootward of ``site`` in another function (a closure's own
+        function, ``F`` of ``F.func1``, counts as the same): who called the site."""
+        seen = False
+        for d, cls in enumerate(self.classes):
+            if cls != APP:
+                continue
+            fn = self.functions[d]
+            if not seen:
+                seen = fn == site.function and self.lines[d] == site.line
+                continue
+            if fn != site.function and not site.function.startswith(fn + "."):
+                return Site(fn, self.files[d], self.lines[d])
+        return None
+
     def pool_call(self) -> str:
         """The database/sql entry point the first app frame calls, e.g. "begin"."""
         for d, cls in enumerate(self.classes):
@@ -109,6 +124,8 @@ class Evidence:
     #: goroutine id -> stack_id per round, to follow "created by ... in goroutine P".
     live_ids: dict[int, dict[int, int]] = field(default_factory=dict)
     _rounds: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    #: cache of detectors.common.pass_through_helpers
+    _helpers: set[str] | None = field(default=None, repr=False)
 
     def proven(self, sigs: tuple[str, ...]) -> int:
         """Goroutines of these signatures the runtime proved leaked (latest round)."""
@@ -449,7 +466,8 @@ def bucket_heap(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.Da
 
 def heap_call_sites(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.DataFrame:
     cols = ["round", "stack_id", "pool_call", "http_client", "alloc_objects", "inuse_objects",
-            "site_function", "site_file", "site_line"]
+            "site_function", "site_file", "site_line", "caller_function", "caller_file",
+            "caller_line"]
     if not len(samples):
         return pd.DataFrame(columns=cols)
     candidates = _stacks_calling(stacks, _pool_or_http_call)
@@ -462,13 +480,17 @@ def heap_call_sites(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> p
         site = info.app_frame() if info else None
         if site is None:
             continue
+        caller = info.caller_of(site)
         rows.append({"round": int(rec.round), "stack_id": int(rec.stack_id),
                      "pool_call": info.pool_call(),
                      "http_client": calls_http_client(info.functions),
                      "alloc_objects": int(rec.alloc_objects or 0),
                      "inuse_objects": int(rec.inuse_objects or 0),
                      "site_function": site.function, "site_file": site.file,
-                     "site_line": site.line})
+                     "site_line": site.line,
+                     "caller_function": caller.function if caller else None,
+                     "caller_file": caller.file if caller else None,
+                     "caller_line": caller.line if caller else None})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -503,6 +525,42 @@ def _stacks_calling(stacks: Mapping[int, StackInfo], test: Callable[[str], bool]
     if isinstance(stacks, StackIndex):
         return stacks.with_function(test)
     return {sid for sid, info in stacks.items() if any(test(fn) for fn in info.functions)}
+
+
+#: Methods of the objects that hold a connection: an app function calling them directly
+#: uses (and must close or end) an object, whoever opened it.
+OBJECT_METHODS = ("database/sql.(*Rows).", "database/sql.(*Row).", "database/sql.(*Tx).",
+                  "database/sql.(*Conn).", "database/sql.(*Stmt).")
+
+
+def object_users(stacks: Mapping[int, StackInfo], among: set[str]) -> set[str]:
+    """Those of the app functions ``among`` seen calling a method of a Rows, Row, Tx, Conn
+    or Stmt (any goroutine or heap stack): they work with the object, as opposed to a
+    helper that only opens it and hands it back. Only stacks holding both such a method
+    and one of ``among`` are read."""
+    if not among:
+        return set()
+    users: set[str] = set()
+    sids = _stacks_calling(stacks, lambda fn: fn.startswith(OBJECT_METHODS)) & \
+        _stacks_calling(stacks, lambda fn: fn in among)
+    for sid in sids:
+        info = stacks.get(sid)
+        if info is None:
+            continue
+        fns = info.functions
+        for d, fn in enumerate(fns):
+            if not fn.startswith("database/sql."):
+                continue
+            # The outermost database/sql frame of this run is what the caller called:
+            # Rows.Next is use; DB.QueryContext (which calls Rows.initContextClose) is not.
+            while d + 1 < len(fns) and fns[d + 1].startswith("database/sql."):
+                d += 1
+            if fns[d].startswith(OBJECT_METHODS):
+                site = info.app_frame(d)
+                if site is not None and site.function in among:
+                    users.add(site.function)
+            break
+    return users
 
 
 def build(tables: Tables, rounds: list[int], series: dict, manifest: dict) -> Evidence:

@@ -117,6 +117,12 @@ _TABLES: dict[str, list[tuple[str, pa.DataType]]] = {
         ("timer", pa.string()),
         ("tool", CAT),
         ("process", pa.string()),
+        # ss -i's tcp_info: ms since the last send / receive, bytes sent / received (null
+        # from other tools). A pooled connection checked out and forgotten is silent.
+        ("last_send_ms", pa.int64()),
+        ("last_recv_ms", pa.int64()),
+        ("bytes_sent", pa.int64()),
+        ("bytes_received", pa.int64()),
     ],
     "socket_summary": [
         ("tool", CAT),
@@ -165,6 +171,10 @@ _TABLES: dict[str, list[tuple[str, pa.DataType]]] = {
         ("peer", pa.string()),
         ("tools", pa.string()),
         ("owned", pa.bool_()),
+        ("last_send_ms", pa.int64()),
+        ("last_recv_ms", pa.int64()),
+        ("bytes_sent", pa.int64()),
+        ("bytes_received", pa.int64()),
     ],
     # The result model flattened for the batch dataset (forensics/dataset.py), so that
     # questions across incidents are plain SQL. Nested evidence stays as JSON text.

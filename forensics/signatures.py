@@ -54,6 +54,8 @@ SQL_CONN = "sql_conn_leak"
 SQL_STMT = "sql_stmt_leak"
 SQL_POOL_PER_REQUEST = "sql_pool_per_request"
 SQL_POOL_EXHAUSTED = "sql_pool_exhausted"
+#: Connections checked out and silent (the object that holds them is not known).
+SQL_CONN_HELD = "sql_conn_held"
 HTTP_BODY = "http_body_leak"
 HTTP_CONN_WAIT = "http_conn_wait"
 PGX_POOL_EXHAUSTED = "pgxpool_exhausted"

@@ -44,7 +44,8 @@ def analyses():
     return get
 
 
-@pytest.mark.parametrize("bundle", [b for b in _bundles() if not b.name.startswith("healthy")],
+@pytest.mark.parametrize("bundle", [b for b in _bundles()
+                                    if not b.name.startswith(("healthy", "helper"))],
                          ids=lambda p: p.name)
 def test_planted_function_ranks_first(bundle, analyses):
     mode = bundle.name.split("-")[0]
@@ -84,6 +85,40 @@ def test_parent_in_flight_is_a_candidate_not_the_cause(analyses):
     assert all(s.inferred for s in in_flight)
     assert a.call_sites[0].function.endswith("transferFundsLeakyTx")
     assert not [c.function for c in a.call_sites if not c.inferred]
+
+
+def test_silent_checked_out_connections_and_a_shared_helper(analyses):
+    """helper-go1.27: the early hours of a slow leak. checkBalanceLeakyRows leaks a Rows
+    (no cancellable context: no goroutine; garbage once forgotten: nothing on the heap)
+    from the store's shared query helper, whose other caller closes what it gets. The pool
+    is far from full and nobody waits: only the kernel (connections checked out and
+    silent, ss -i) and db.Stats (InUse climbing) see it. The candidates must be the
+    helper's callers, not the helper, which opens the rows and hands them back."""
+    bundles = _bundles("helper")
+    require(bool(bundles), "sample bundle helper-go1.27 missing")
+    a = analyses(bundles[0])
+    held = [f for f in a.findings if f.kind == "sql_conn_held"]
+    assert held and held[0].severity == "high", [(f.kind, f.summary) for f in a.findings]
+    sockets = next(c for c in held[0].checks if c.source == "sockets")
+    assert sockets.verdict == "supports" and "silent" in sockets.detail
+    functions = [c.function.rsplit(".", 1)[-1] for c in a.call_sites]
+    assert "checkBalanceLeakyRows" in functions and "listOrdersViaHelper" in functions
+    assert "query" not in functions
+    assert all(c.inferred for c in a.call_sites)
+    via = [c for c in a.call_sites if c.function.endswith("checkBalanceLeakyRows")][0]
+    assert any("shared helper store.(*Store).query" in n for n in via.evidence["notes"])
+
+
+def test_silent_connections_stay_a_check_when_the_object_is_named(analyses):
+    """In tx-go1.27 the Tx rule names the leak; the silent connections back it up as its
+    sockets check instead of a second finding about the same connections."""
+    bundles = _bundles("tx-go1.27")
+    require(bool(bundles), "sample bundle tx-go1.27 missing")
+    a = analyses(bundles[0])
+    assert not [f for f in a.findings if f.kind == "sql_conn_held"]
+    tx = next(f for f in a.findings if f.kind == "sql_tx_leak")
+    sockets = next(c for c in tx.checks if c.source == "sockets")
+    assert "checked out and not querying" in sockets.detail
 
 
 def test_default_rate_capture_is_inferred_and_says_what_to_capture(analyses):

@@ -167,6 +167,12 @@ def test_sosreport_wrapped_rows_timers_and_owners(corpus: Path) -> None:
         "tcp6", "172.16.1.10", 2380)
     # tcp_info / skmem continuation lines never become rows.
     assert not df["local_ip"].fillna("").str.contains("skmem").any()
+    # -i's tcp_info line: ms since the last send/receive and byte counters (this iproute2
+    # prints bytes_acked, not bytes_sent). Read off the row 172.16.1.10:60094 -> :2380.
+    peer = df[(df.local_port == 60094) & (df.remote_port == 2380)].iloc[0]
+    assert (peer["last_send_ms"], peer["last_recv_ms"]) == (1253438, 132)
+    assert peer["bytes_received"] == 29294 and pd.isna(peer["bytes_sent"])
+    assert df[df.state == "LISTEN"]["last_send_ms"].isna().all()
     podman = df[df.inode == 155425].iloc[0]
     assert (podman["proto"], podman["state"], podman["remote_port"], podman["pid"]) == (
         "unix", "ESTABLISHED", 155426, 3199)

@@ -1,11 +1,22 @@
 """One module per leak pattern, each with ``detect(evidence) -> list[Finding]``.
 
 A detector reads only :class:`forensics.evidence.Evidence` (tables plus prepared buckets);
-a missing input makes it return nothing rather than fail.
+a missing input makes it return nothing rather than fail. A detector whose finding is
+only worth reading when no other rule explains the same thing declares ``SUPPRESSED_BY``:
+the finding kinds that make it redundant.
 """
 
 from __future__ import annotations
 
-from . import goroutineleak, held_objects, http_body, pool_exhaustion, pool_per_request, sockets
+from . import (
+    goroutineleak,
+    held_connections,
+    held_objects,
+    http_body,
+    pool_exhaustion,
+    pool_per_request,
+    sockets,
+)
 
-DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, sockets, goroutineleak)
+DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, sockets, goroutineleak,
+             held_connections)

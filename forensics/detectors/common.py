@@ -4,15 +4,19 @@ site, what heap sampling can see, and how agreement and growth become confidence
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..evidence import Evidence, sum_by_round, trend
+from ..correlate import QUIET_MS
+from ..evidence import Evidence, Site, object_users, sum_by_round, trend
 from ..findings import Check, SiteEvidence
 
 #: Go's default MemProfileRate: one sample per 512 KiB allocated.
 DEFAULT_RATE = 512 * 1024
+#: Checked-out silent connections that make a pool leak worth reporting on their own.
+MIN_SILENT_HELD = 3
 
 
 def heap_period(ev: Evidence) -> int | None:
@@ -59,7 +63,7 @@ def _stack_frames(ev: Evidence, sid: int, limit: int = 40) -> list[dict]:
 def goroutine_sites(ev: Evidence, buckets: pd.DataFrame, role: str,
                     note: str = "") -> list[SiteEvidence]:
     """One SiteEvidence per app site in ``buckets``: latest-round counts, growth."""
-    b = buckets[buckets["site_function"].notna()]
+    b = _past_helpers(ev, buckets[buckets["site_function"].notna()], pass_through_helpers(ev))
     if not len(b):
         return []
     rounds = ev.rounds_with("goroutines")
@@ -73,7 +77,8 @@ def goroutine_sites(ev: Evidence, buckets: pd.DataFrame, role: str,
                           line=int(key[2]) if pd.notna(key[2]) else None, role=role,
                           goroutines=int(t.last), growth=t.delta,
                           wait_minutes_max=int(wait.max()) if len(wait) else None,
-                          stack_ids=sorted({int(s) for s in last["stack_id"]}), note=note)
+                          stack_ids=sorted({int(s) for s in last["stack_id"]}),
+                          note=_with_via(note, g))
         se.stacks = goroutine_stacks(ev, g)
         out.append(se)
     return out
@@ -95,7 +100,7 @@ def goroutine_stacks(ev: Evidence, g: pd.DataFrame) -> list[dict]:
 
 
 def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list[SiteEvidence]:
-    b = buckets[buckets["site_function"].notna()]
+    b = _past_helpers(ev, buckets[buckets["site_function"].notna()], pass_through_helpers(ev))
     if not len(b):
         return []
     rounds = ev.heap_rounds()
@@ -117,7 +122,8 @@ def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list
                           line=int(key[2]) if pd.notna(key[2]) else None, role=role,
                           heap_inuse_objects=int(objs.last),
                           heap_inuse_bytes=int(space.get(last_round, 0)), growth=objs.delta,
-                          stack_ids=sorted({int(s) for s in g["stack_id"]}))
+                          stack_ids=sorted({int(s) for s in g["stack_id"]}),
+                          note=_with_via("", g))
         latest = g[g["round"] == g["round"].max()]
         se.stacks = [{
             "stack_id": int(r.stack_id), "source": "heap", "count": None, "state": None,
@@ -172,6 +178,59 @@ def pinned_pools(ev: Evidence) -> tuple[int, int]:
     return len(np.unique(rnd[pinned])), len(np.unique(rnd[~np.isnan(rnd)]))
 
 
+#: database/sql keeps this many idle connections unless SetMaxIdleConns says otherwise.
+DEFAULT_MAX_IDLE = 2
+
+
+@dataclass
+class Silent:
+    """Per round, connections to the database that are checked out yet carry no traffic
+    (``ss -i`` timers): silent ones beyond what the pool holds idle, capped by db.Stats
+    InUse when known. A connection running a query talks; an idle one sits in the pool;
+    one that is neither was taken by code that forgot it (a Rows not closed, a Tx not
+    ended, a Conn not returned)."""
+
+    held: dict[int, int]
+    quiet: dict[int, int]
+    longest_s: dict[int, int]
+    idle_known: bool
+
+    @property
+    def last(self) -> int:
+        return self.held[max(self.held)] if self.held else 0
+
+    def describe(self) -> str:
+        r = max(self.held)
+        if not self.quiet[r]:
+            return (f"no connection to the database silent for {QUIET_MS // 1000}+ s "
+                    f"(longest {self.longest_s[r]} s)")
+        idle = "idle in the pool per db.Stats" if self.idle_known else \
+            f"the {DEFAULT_MAX_IDLE} a pool keeps idle by default"
+        return (f"{self.quiet[r]} connections to the database silent for "
+                f"{QUIET_MS // 1000}+ s (longest {self.longest_s[r]} s), {self.held[r]} of "
+                f"them beyond {idle}: checked out and not querying")
+
+
+def silent_connections(ev: Evidence) -> Silent | None:
+    """:class:`Silent` of the bundle, or None without ``ss -i`` timers."""
+    check = ev.series.get("db_check", {})
+    rounds = sorted(r for r, v in check.items() if v.get("db_quiet") is not None)
+    if not rounds:
+        return None
+    st = ev.tables["dbstats"]
+    idle = sum_by_round(st[st["idle"].notna()], "idle") if len(st) else {}
+    in_use = sum_by_round(st[st["in_use"].notna()], "in_use") if len(st) else {}
+    held, quiet, longest = {}, {}, {}
+    for r in rounds:
+        q = int(check[r]["db_quiet"])
+        h = max(0, q - int(idle.get(r, DEFAULT_MAX_IDLE)))
+        if r in in_use:
+            h = min(h, int(in_use[r]))
+        held[r], quiet[r] = h, q
+        longest[r] = int(check[r].get("db_quiet_max_s") or 0)
+    return Silent(held, quiet, longest, idle_known=bool(idle))
+
+
 def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
                    http_client: bool = False) -> list[SiteEvidence]:
     """Candidate causes when nothing names the line directly: app sites that make the pool
@@ -188,6 +247,7 @@ def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
         g = ev.goroutines[ev.goroutines["pool_call"].isin(calls)]
         h = ev.heap_calls[ev.heap_calls["pool_call"].isin(calls)] if len(ev.heap_calls) \
             else ev.heap_calls
+    h = _past_helpers(ev, h, pass_through_helpers(ev))
     sites = {(s.function, s.file, s.line): s for s in goroutine_sites(ev, g, "cause", note)}
     for key, grp in h.groupby(["site_function", "site_file", "site_line"], dropna=False) \
             if len(h) else []:
@@ -198,6 +258,7 @@ def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
         allocs = int(grp["alloc_objects"].sum())
         se.note = (se.note + f"; {allocs} sampled allocations on this path in the heap "
                    "profile's history").strip("; ")
+        se.note = _with_via(se.note, grp)
         se.stack_ids = sorted(set(se.stack_ids) | {int(x) for x in grp["stack_id"]})
         if not any(st["source"] == "heap" for st in se.stacks):
             top = grp.sort_values("alloc_objects", ascending=False).head(3)
@@ -210,6 +271,57 @@ def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
     for s in out:
         s.inferred = True
     return out
+
+
+def pass_through_helpers(ev: Evidence) -> set[str]:
+    """App functions that make a pool call and hand the object to their caller: a helper
+    that never calls a Rows/Tx method itself, called by functions that do. The line to
+    read is the caller's, where the object should have been closed. (A function that
+    works with the rows itself is where they are closed or not: it stays the site.)"""
+    if ev._helpers is None:
+        h = ev.heap_calls
+        ev._helpers = set()
+        if len(h) and "caller_function" in h:
+            calls = h[h["caller_function"].notna() & h["pool_call"].astype(bool)]
+            pairs = set(zip(calls["site_function"], calls["caller_function"], strict=True))
+            users = object_users(ev.stacks, {f for pair in pairs for f in pair})
+            ev._helpers = {site for site, caller in pairs
+                           if site not in users and caller in users}
+    return ev._helpers
+
+
+def _past_helpers(ev: Evidence, rows: pd.DataFrame, helpers: set[str]) -> pd.DataFrame:
+    """``rows`` (site_* columns) with sites in ``helpers`` moved to the helper's caller,
+    and ``via`` naming the helper."""
+    hit = rows["site_function"].isin(helpers).to_numpy(dtype=bool) if len(rows) else []
+    if not len(rows) or not hit.any():
+        return rows
+    out = rows.copy()
+    out["via"] = None
+    for i in np.flatnonzero(hit):
+        info = ev.stacks.get(int(out["stack_id"].iat[i]))
+        site = Site(out["site_function"].iat[i], out["site_file"].iat[i],
+                    out["site_line"].iat[i])
+        caller = info.caller_of(site) if info else None
+        if caller is not None:
+            out.iloc[i, [out.columns.get_loc(c) for c in
+                         ("site_function", "site_file", "site_line", "via")]] = \
+                [caller.function, caller.file, caller.line, site.function]
+    return out
+
+
+def _with_via(note: str, rows: pd.DataFrame) -> str:
+    """``note`` plus the shared helper the rows' site was reached through, if any."""
+    via = rows["via"].dropna().unique() if "via" in rows else []
+    if not len(via):
+        return note
+    return (note + f"; through the shared helper {short_name(str(via[0]))}, which opens the "
+                   "object and hands it back").strip("; ")
+
+
+def short_name(function: str) -> str:
+    """``github.com/acme/svc/internal/store.(*Store).query`` -> ``store.(*Store).query``."""
+    return function.rsplit("/", 1)[-1]
 
 
 def pool_checks(ev: Evidence) -> list[Check]:
@@ -234,8 +346,13 @@ def pool_checks(ev: Evidence) -> list[Check]:
           if v.get("db_established") is not None}
     if db:
         t = trend(db)
-        checks.append(Check("sockets", "supports" if t.growing() else "silent",
-                            f"ESTABLISHED to the database {t.describe()}"))
+        detail = f"ESTABLISHED to the database {t.describe()}"
+        silent = silent_connections(ev)
+        held = silent is not None and silent.last >= MIN_SILENT_HELD
+        if held:
+            detail += f"; {silent.describe()}"
+        checks.append(Check("sockets", "supports" if t.growing() or held else "silent",
+                            detail))
     else:
         checks.append(Check("sockets", "absent", "no socket listing in the bundle"))
     return checks

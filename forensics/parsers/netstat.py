@@ -50,6 +50,7 @@ from .netaddr import safe_endpoint as _endpoint
 
 KIND = "netstat"
 TABLES = ("sockets",)
+_TCP_INFO = frozenset({"last_send_ms", "last_recv_ms", "bytes_sent", "bytes_received"})
 DESCRIPTION = "netstat connection table (Linux, BSD/macOS, Windows; unix section)"
 TOOL = "netstat"
 
@@ -106,7 +107,9 @@ _LINUX_ROW = re.compile(
 )
 _MAX_LINE = 1 << 14
 #: The sockets table's own columns, in contract order (rows are built as lists).
-_COLUMNS = tuple(name for name, _ in columns("sockets") if name not in {n for n, _ in COMMON})
+#: The sockets columns netstat fills (it has no tcp_info: those stay null).
+_COLUMNS = tuple(name for name, _ in columns("sockets")
+                 if name not in {n for n, _ in COMMON} and name not in _TCP_INFO)
 
 
 @dataclass

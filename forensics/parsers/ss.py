@@ -71,6 +71,9 @@ _ALL_NETIDS = _INET_NETIDS | _UNIX_NETIDS | _OTHER_NETIDS
 _USER = re.compile(r'\("([^"\n]{0,256})",(?:pid=)?(\d{1,10}),(?:fd=)?(\d{1,10})\)')
 _DIGITS = re.compile(r"[0-9]+")
 _TIMER = re.compile(r"timer:\(([a-z_]+),([^()]{0,64})\)")
+#: tcp_info counters of ``ss -i`` (iproute2 4.x+; ``bytes_sent`` from 5.x).
+_TRAFFIC = tuple(re.compile(rf"(?:^|\s){key}:(\d{{1,19}})(?=\s|$)") for key in (
+    "lastsnd", "lastrcv", "bytes_sent", "bytes_received"))
 _HEADER = re.compile(r"^\s*(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\s+Local\s+Address")
 
 # ss -s
@@ -178,8 +181,10 @@ def _parse_listing(text: str, result: ParseResult) -> tuple[list[tuple], dict[st
 
 
 def _has_extra_keys(line: str) -> bool:
-    """Whether a continuation line matters (skmem / tcp_info lines are dropped)."""
-    return "ino:" in line or "users:" in line or "timer:" in line or "v6only:" in line
+    """Whether a continuation line matters: owners, inode, timer, and the tcp_info line of
+    ``-i`` for its traffic counters (skmem lines are dropped)."""
+    return ("ino:" in line or "users:" in line or "timer:" in line or "v6only:" in line
+            or "lastsnd:" in line or "bytes_" in line)
 
 
 @dataclass
@@ -206,10 +211,12 @@ def _emit(p: _Pending, rows: list[tuple], skipped: dict[str, int],
     if proto == "tcp" and "v6only:" in tail:
         proto = "tcp6"  # "*:port" with v6only:0 is a dual-stack IPv6 socket
     inode, timer, owners = _extended(tail)
+    traffic = _traffic(tail)
     if proto == "unix" and inode is None:
         inode = local_port
     state = normalize_state(state_tok)
-    base = (proto, state, local_ip, local_port, remote_ip, remote_port, recv_q, send_q, timer)
+    base = (proto, state, local_ip, local_port, remote_ip, remote_port, recv_q, send_q, timer,
+            *traffic)
     if not owners:
         rows.append(_row(None, None, inode, base, None))
         return
@@ -262,8 +269,9 @@ def _token_fields(p: _Pending, skipped: dict[str, int],
 
 def _row(pid: int | None, fd: int | None, inode: int | None, base: tuple,
          process: str | None) -> tuple:
-    proto, state, lip, lport, rip, rport, rq, sq, timer = base
-    return (pid, fd, inode, proto, state, lip, lport, rip, rport, rq, sq, timer, TOOL, process)
+    proto, state, lip, lport, rip, rport, rq, sq, timer, *traffic = base
+    return (pid, fd, inode, proto, state, lip, lport, rip, rport, rq, sq, timer, TOOL, process,
+            *traffic)
 
 
 def _guess_netid(state_tok: str, addr: list[str]) -> str:
@@ -319,6 +327,15 @@ def _extended(text: str) -> tuple[int | None, str | None, list[tuple[str, int, i
     if i >= 0:
         owners = [(name, _num(pid), _num(fd)) for name, pid, fd in _USER.findall(text, i)]
     return inode, timer, owners
+
+
+def _traffic(text: str) -> tuple[int | None, int | None, int | None, int | None]:
+    """From ``-i``'s tcp_info: ms since the last send and receive, bytes sent and received.
+    A connection checked out of a pool and forgotten is silent while it stays open."""
+    if "lastsnd:" not in text and "bytes_" not in text:
+        return None, None, None, None
+    return tuple(_num(m.group(1)) if (m := rx.search(text)) else None
+                 for rx in _TRAFFIC)  # type: ignore[return-value]
 
 
 # --- ss -s --------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 //	tx          store.transferFundsLeakyTx: *sql.Tx never finished on an error path
 //	openperreq  lookupUserOpenPerRequest: sql.Open per request, never Close
 //	body        rates.fetchUpstreamLeakyBody: HTTP response body never closed
+//	helper      store.checkBalanceLeakyRows: *sql.Rows from the shared query helper never
+//	            closed by one of the helper's callers
 //	healthy     the same work, done correctly
 //
 // Every listener must be on the loopback interface: this binary exists to be broken
@@ -45,7 +47,7 @@ func parseFlags() config {
 	flag.StringVar(&c.pprof, "pprof", "127.0.0.1:6060", "net/http/pprof and /debug/dbstats listen address (loopback only)")
 	flag.StringVar(&c.upstream, "upstream", "127.0.0.1:0", "listen address of the built-in upstream rates feed (loopback only)")
 	flag.StringVar(&c.dsn, "dsn", "host=127.0.0.1 port=5432 user=postgres dbname=shop sslmode=disable", "lib/pq DSN")
-	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | healthy")
+	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | healthy")
 	flag.IntVar(&c.maxOpen, "maxopen", 10, "db.SetMaxOpenConns of the long-lived pool (0 = unlimited)")
 	flag.IntVar(&c.memProfileRate, "memprofilerate", 0, "runtime.MemProfileRate (0 = keep Go's default)")
 	flag.Parse()
@@ -64,7 +66,7 @@ func main() {
 
 func run(c config) error {
 	switch c.mode {
-	case "rows", "tx", "openperreq", "body", "healthy":
+	case "rows", "tx", "openperreq", "body", "helper", "healthy":
 	default:
 		return fmt.Errorf("unknown -mode %q", c.mode)
 	}
@@ -94,10 +96,12 @@ func run(c config) error {
 		return fmt.Errorf("database: %w", err)
 	}
 
+	opts := store.Options{LeakRows: c.mode == "rows", LeakTx: c.mode == "tx",
+		Helper: c.mode == "helper"}
 	a := &api{
 		db:        db,
 		dsn:       c.dsn,
-		store:     store.New(db, store.Options{LeakRows: c.mode == "rows", LeakTx: c.mode == "tx"}),
+		store:     store.New(db, opts),
 		rates:     rates.NewClient("http://"+feedLn.Addr().String(), c.mode == "body"),
 		openPerRQ: c.mode == "openperreq",
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,12 +29,15 @@ type Order struct {
 type Options struct {
 	LeakRows bool
 	LeakTx   bool
+	// Helper routes reads through the shared query helper, one of whose callers leaks.
+	Helper bool
 }
 
 // Store wraps the service's long-lived connection pool.
 type Store struct {
-	db   *sql.DB
-	opts Options
+	db    *sql.DB
+	opts  Options
+	reads atomic.Int64
 }
 
 // New returns a Store on db.
@@ -46,6 +50,9 @@ func (s *Store) RecentOrders(ctx context.Context, customerID, limit int) ([]Orde
 	if s.opts.LeakRows {
 		return s.listOrdersLeakyRows(customerID, limit)
 	}
+	if s.opts.Helper {
+		return s.listOrdersViaHelper(ctx, customerID, limit)
+	}
 	return s.listOrders(ctx, customerID, limit)
 }
 
@@ -53,6 +60,11 @@ func (s *Store) RecentOrders(ctx context.Context, customerID, limit int) ([]Orde
 func (s *Store) Transfer(ctx context.Context, from, to int, cents int64) error {
 	if s.opts.LeakTx {
 		return s.transferFundsLeakyTx(from, to, cents)
+	}
+	if s.opts.Helper {
+		if err := s.checkBalanceLeakyRows(from, cents); err != nil {
+			return err
+		}
 	}
 	return s.transferFunds(ctx, from, to, cents)
 }
