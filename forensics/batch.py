@@ -310,7 +310,7 @@ class Task:
     #: The content hash this source was last done with under this analyzer version.
     known_hash: str | None = None
     fingerprint: str | None = None
-    limits: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 def _now() -> str:
@@ -696,7 +696,7 @@ def _locked(out: Path) -> Iterator[None]:
 
 def run_batch(source: str, out: Path, formats: tuple[str, ...] = ("html", "json"),
               workers: int | None = None, force: bool = False, executor: str = "local",
-              scheduler: str | None = None, limits: dict[str, int] | None = None,
+              scheduler: str | None = None, limits: dict[str, float] | None = None,
               on_start: Callable[[int, int], None] | None = None,
               on_result: OnResult | None = None) -> BatchResult:
     """Process every bundle ``source`` names into ``out``; see the module docstring.

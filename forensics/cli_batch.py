@@ -153,11 +153,22 @@ def batch(
         = None,
     max_total_bytes: Annotated[int | None, typer.Option(
         "--max-total-bytes", help="Per bundle: stop reading after this many bytes.")] = None,
+    max_artifacts: Annotated[int | None, typer.Option(
+        "--max-artifacts", min=0,
+        help="Per bundle: parse at most this many recognised artifacts (default 1000).")]
+        = None,
+    parser_seconds: Annotated[float | None, typer.Option(
+        "--parser-seconds", min=0,
+        help="Time budget of one parser on one artifact, in seconds (default 120; 0 = "
+             "none). An artifact over budget fails with a warning; the bundle goes on.")]
+        = None,
 ) -> None:
     from .batch import BatchError, parse_formats, run_batch
 
     limits = {k: v for k, v in (("max_member_bytes", max_member_bytes),
-                                ("max_total_bytes", max_total_bytes)) if v is not None}
+                                ("max_total_bytes", max_total_bytes),
+                                ("max_artifacts", max_artifacts),
+                                ("parser_seconds", parser_seconds)) if v is not None}
     try:
         fmts = parse_formats(formats)
         with _Progress() as progress:

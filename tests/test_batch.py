@@ -285,6 +285,25 @@ def test_cli_batch(tmp_path, corpus):
     assert r.exit_code == 2
 
 
+def test_cli_batch_passes_per_bundle_limits(tmp_path, corpus):
+    """--max-artifacts reaches every bundle: the pool bundle holds two artifacts, with a cap
+    of one the second is reported as not parsed, in its JSON report."""
+    from typer.testing import CliRunner
+
+    from forensics.cli import app
+
+    make_bundles(tmp_path / "src")
+    r = CliRunner().invoke(app, ["batch", str(tmp_path / "src"), "--out", str(tmp_path / "o"),
+                                 "--format", "json", "--workers", "1", "--max-artifacts", "1",
+                                 "--parser-seconds", "60"])
+    assert r.exit_code == 3, r.output
+    doc = json.loads((tmp_path / "o" / "reports" / "pool.json").read_text())
+    capped = [a for a in doc["artifacts"] if a["status"] == "failed"]
+    parsed = [a for a in doc["artifacts"] if a["status"] in ("ok", "warning")]
+    assert len(capped) == 1 and len(parsed) == 1, doc["artifacts"]
+    assert "max-artifacts" in capped[0]["message"], capped[0]
+
+
 def test_fsspec_url_source(tmp_path, corpus):
     try:
         import fsspec  # noqa: F401
