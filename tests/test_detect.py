@@ -105,7 +105,7 @@ def test_silent_checked_out_connections_and_a_shared_helper(analyses):
     assert "checkBalanceLeakyRows" in functions and "listOrdersViaHelper" in functions
     assert "query" not in functions
     assert all(c.inferred for c in a.call_sites)
-    via = [c for c in a.call_sites if c.function.endswith("checkBalanceLeakyRows")][0]
+    via = next(c for c in a.call_sites if c.function.endswith("checkBalanceLeakyRows"))
     assert any("shared helper store.(*Store).query" in n for n in via.evidence["notes"])
 
 
