@@ -152,6 +152,13 @@ GOROUTINE_SIGNATURES: tuple[GoroutineSignature, ...] = (
         ("google.golang.org/grpc/internal/transport.(*http2Client).reader",),
         library="google.golang.org/grpc",
         description="one goroutine per gRPC client transport (ClientConn never closed?)"),
+    GoroutineSignature(
+        "grpc.clientconn", GRPC_CONN, "holder",
+        ("google.golang.org/grpc.(*ccBalancerWrapper).watcher",
+         "google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+        library="google.golang.org/grpc",
+        description="a *grpc.ClientConn's own goroutine (its balancer watcher up to v1.4x, "
+                    "its callback serializers since): grows with ClientConns never closed"),
 )
 
 #: Frames that mean "this goroutine is taking the dump": not part of the service's state.

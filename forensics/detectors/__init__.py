@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import (
     goroutineleak,
+    grpc_conns,
     held_connections,
     held_objects,
     http_body,
@@ -18,5 +19,5 @@ from . import (
     sockets,
 )
 
-DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, sockets, goroutineleak,
-             held_connections)
+DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, grpc_conns, sockets,
+             goroutineleak, held_connections)

@@ -37,6 +37,8 @@ _ENDPOINTS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
     "rates": lambda r: ("GET", f"/rates?currency={r.choice(['EUR', 'USD', 'GBP', 'JPY'])}"),
     # tools/pgxservice (inventory-api)
     "reserve": lambda r: ("POST", f"/reserve?sku={r.randint(1, 300)}"),
+    # tools/grpcservice (pricing-gateway)
+    "price": lambda r: ("GET", f"/price?sku={r.randint(1, 1000)}"),
 }
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
