@@ -133,6 +133,19 @@ GOROUTINE_SIGNATURES: tuple[GoroutineSignature, ...] = (
          "github.com/redis/go-redis/v9/internal.(*FastSemaphore).Acquire"),
         states=("select",), library="go-redis",
         description="a caller waiting for a go-redis pool connection"),
+    GoroutineSignature(
+        "redigo.waitVacantConn", REDIS_POOL_EXHAUSTED, "victim",
+        ("github.com/gomodule/redigo/redis.(*Pool).waitVacantConn",
+         "github.com/garyburd/redigo/redis.(*Pool).waitVacantConn"),
+        states=("select",), library="redigo",
+        description="a caller waiting for a redigo pool connection (Wait: true, MaxActive "
+                    "reached)"),
+    GoroutineSignature(
+        "redigo.pool.cond", REDIS_POOL_EXHAUSTED, "victim",
+        ("github.com/gomodule/redigo/redis.(*Pool).get",
+         "github.com/garyburd/redigo/redis.(*Pool).get"),
+        states=("sync.Cond.Wait",), library="redigo",
+        description="a caller waiting for a redigo pool connection (redigo before 1.8)"),
     # net/http
     GoroutineSignature(
         "http.readLoop.body", HTTP_BODY, "holder", ("net/http.(*persistConn).readLoop",),

@@ -26,6 +26,7 @@ PLANTED = {
     "body": ("fetchUpstreamLeakyBody", "http_body_leak"),
     "pgxpool": ("reserveStockLeakyAcquire", "pgxpool_exhausted"),  # tools/pgxservice
     "grpc": ("lookupPriceDialPerRequest", "grpc_conn_leak"),  # tools/grpcservice
+    "redis": ("cachedPriceLeakyConn", "redis_pool_exhausted"),  # tools/grpcservice + Redis
 }
 
 
@@ -120,6 +121,19 @@ def test_silent_connections_stay_a_check_when_the_object_is_named(analyses):
     tx = next(f for f in a.findings if f.kind == "sql_tx_leak")
     sockets = next(c for c in tx.checks if c.source == "sockets")
     assert "checked out and not querying" in sockets.detail
+
+
+def test_redis_pool_with_waiters_and_no_connection_left(analyses):
+    """redis-go1.19: redigo connections taken on the cache-miss path are never closed; the
+    garbage collector closes their sockets (TIME_WAIT on the client side) but the pool's
+    slots never come back, so callers queue in every round with no connection to Redis."""
+    bundles = _bundles("redis")
+    require(bool(bundles), "sample bundle redis-go1.19 missing")
+    a = analyses(bundles[0])
+    f = next(f for f in a.findings if f.kind == "redis_pool_exhausted")
+    assert f.severity == "high"
+    sockets = next(c for c in f.checks if c.source == "sockets")
+    assert sockets.verdict == "supports" and "no connection to the data store" in sockets.detail
 
 
 def test_default_rate_capture_is_inferred_and_says_what_to_capture(analyses):

@@ -11,10 +11,10 @@ nothing in the healthy service.
 
 A second service, tools/pgxservice (pgx v4's pgxpool), checks a driver and a pool other than
 database/sql + lib/pq the same way, and a third, tools/grpcservice (grpc-go 1.33), a gRPC
-client that dials per request.
+client that dials per request, and its Redis cache (redigo) that keeps connections.
 
-Skips (fails under CI) without Go 1.19, Go 1.27, lib/pq, pgx v4 or grpc-go sources, or
-PostgreSQL.
+Skips (fails under CI) without Go 1.19, Go 1.27, lib/pq, pgx v4, grpc-go or redigo sources,
+PostgreSQL or redis-server.
 About a minute and a half of scenarios plus the builds (cold: ~1 minute, cached: seconds).
 """
 
@@ -400,6 +400,28 @@ def test_grpc_dial_per_request_is_named_and_the_shared_conn_is_clean(tmp_path: P
     assert grpc and grpc[0]["severity"] == "high", [f["summary"] for f in leak["findings"]]
     assert leak["call_sites"][0]["function"].endswith(
         "main.(*gateway).lookupPriceDialPerRequest"), leak["call_sites"][:3]
+    serious = [f["summary"] for f in docs["healthy"]["findings"] if f["severity"] != "info"]
+    assert serious == []
+
+
+def test_redigo_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path: Path) -> None:
+    """The gateway's Redis price cache (redigo, MaxActive 8, Wait) keeps the connection on a
+    cache miss: the pool empties, callers queue in (*Pool).waitVacantConn, and the line
+    that gets the connection is where they queue. With every connection closed: clean."""
+    missing = grpc_capture.missing(redis=True)
+    require(missing is None, str(missing))
+    binary = grpc_capture.build(tmp_path / "build")
+    docs = {}
+    for mode in ("rediscache", "healthy"):
+        bundle = tmp_path / f"redis-{mode}.tar.gz"
+        grpc_capture.capture(binary, bundle, mode, rate=10, rounds=ROUNDS, interval=INTERVAL,
+                             warmup=WARMUP, redis=True)
+        docs[mode] = _analyze(bundle)
+    leak = docs["rediscache"]
+    redis = [f for f in leak["findings"] if f["kind"] == "redis_pool_exhausted"]
+    assert redis and redis[0]["severity"] in ("medium", "high"), leak["findings"]
+    assert leak["call_sites"][0]["function"].endswith(
+        "main.(*priceCache).cachedPriceLeakyConn"), leak["call_sites"][:3]
     serious = [f["summary"] for f in docs["healthy"]["findings"] if f["severity"] != "info"]
     assert serious == []
 

@@ -128,12 +128,19 @@ bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,o
 bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1
 bundle pgxpool-go1.19    inventory-api 1.19  acquire    8       4096   reserve                            10   py  64  30
 
-# A gRPC client (tools/grpcservice: no database; its own backend process), by its script.
-for spec in grpc-go1.19:dialperreq healthy-grpc-go1.19:healthy; do
+# A gRPC client (tools/grpcservice: its own backend process), by its script.
+# With Redis (redigo): rediscache, and healthy with the cache on (--redis).
+for spec in grpc-go1.19:dialperreq healthy-grpc-go1.19:healthy redis-go1.19:rediscache \
+	healthy-redis-go1.19:healthy:--redis; do
 	name=${spec%%:*}
+	rest=${spec#*:}
+	mode=${rest%%:*}
+	extra=
+	[ "$rest" = "$mode" ] || extra=${rest#*:}
 	case $name in "${ONLY:-}"*) ;; *) continue ;; esac
-	echo "== $name: pricing-gateway, Go 1.19, -mode ${spec#*:}" >&2
-	"$PYTHON" "$ROOT/tools/grpcservice/capture.py" "$OUT/$name.tar.gz" --mode "${spec#*:}" \
+	echo "== $name: pricing-gateway, Go 1.19, -mode $mode $extra" >&2
+	# shellcheck disable=SC2086 # $extra is one flag or nothing
+	"$PYTHON" "$ROOT/tools/grpcservice/capture.py" "$OUT/$name.tar.gz" --mode "$mode" $extra \
 		--interval "$INTERVAL" --warmup "$WARMUP" --rounds "$ROUNDS"
 done
 

@@ -32,7 +32,7 @@ MANY_WAITERS = 100
 _LABEL = {
     "sql_pool_exhausted": "database/sql pool",
     "pgxpool_exhausted": "pgxpool",
-    "redis_pool_exhausted": "go-redis pool",
+    "redis_pool_exhausted": "Redis pool (go-redis, redigo)",
     "http_conn_wait": "net/http transport (MaxConnsPerHost)",
 }
 
@@ -46,24 +46,36 @@ def detect(ev: Evidence) -> list[Finding]:
     return out
 
 
-#: Pools whose connections go to the database (the sockets' peer role says which).
-_DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted")
+#: Pools whose connections go to a data store the sockets label "database" (the manifest
+#: names it, or it listens on a well-known port such as 5432, 3306 or 6379).
+_DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
 
 
 def _capped_db_connections(ev: Evidence, kind: str, rounds: list[int],
                            waiters: tuple[float, ...]) -> int | None:
-    """The number of connections to the database when it is the same, non-zero, in every
-    round (two or more) where callers wait: a pool at its limit, seen from the sockets when
-    no db.Stats says so (pgxpool has none)."""
+    """The number of connections to the data store when it stays the same over the last two
+    or more rounds where callers wait: a pool at its limit, seen from the sockets when no
+    db.Stats says so (pgxpool and Redis clients have none).
+
+    Zero counts too, once the store's sockets are known (seen in some round, or named by
+    the manifest): callers queueing for a pool while the process holds no connection at all
+    means the pool's slots went to objects never closed, whose connections the garbage
+    collector has since closed (a net.Conn's finalizer) without giving the slot back."""
     if kind not in _DB_POOLS:
         return None
     db = {r: v.get("db_established") for r, v in ev.series.get("db_check", {}).items()}
-    counts = {db.get(r) for r, n in zip(rounds, waiters, strict=False) if n > 0}
-    waiting = sum(1 for n in waiters if n > 0)
-    if waiting < 2 or len(counts) != 1:
+    counts = [db.get(r) for r, n in zip(rounds, waiters, strict=False) if n > 0]
+    if len(counts) < 2 or counts[-1] is None:
         return None
-    (count,) = counts
-    return int(count) if count else None
+    same = 1
+    while same < len(counts) and counts[-1 - same] == counts[-1]:
+        same += 1
+    if same < 2:
+        return None
+    count = int(counts[-1])
+    if count == 0 and not (any(v for v in db.values()) or ev.manifest.get("db_addresses")):
+        return None  # no socket of the store was ever recognised: zero says nothing
+    return count
 
 
 def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
@@ -85,7 +97,9 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
         pinned == stat_rounds and stat_rounds >= 2 and v_trend.rounds >= 2 and
         min(v_trend.values) > 0)
     queue_grows = v_trend.growing(min_delta=5)
-    severity = ("high" if long_wait > 0 or (stuck and queue_grows)
+    # Waiters with no connection behind the pool at all: its slots are lost for good.
+    slots_lost = capped == 0
+    severity = ("high" if long_wait > 0 or (stuck and queue_grows) or slots_lost
                 else "medium" if stuck or queue_grows or v_trend.last >= MANY_WAITERS
                 else "info")
     label = _LABEL[kind]
@@ -97,10 +111,15 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
                                else "")))
     else:
         checks.append(Check("goroutines", "absent", "no goroutine dump in the bundle"))
-    if capped is not None:
+    if capped:
         checks.append(Check("sockets", "supports",
                             f"ESTABLISHED to the database stays at {capped} in every round "
                             "with callers waiting: the pool is at its limit"))
+    elif capped == 0:
+        checks.append(Check("sockets", "supports",
+                            "no connection to the data store while callers wait: the pool's "
+                            "slots are held by objects never closed, whose connections the "
+                            "garbage collector has already closed"))
     if is_sql:
         if stat_rounds:
             checks.append(Check("dbstats", "supports" if pinned else "contradicts",
@@ -115,7 +134,10 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
     summary = (f"{label} exhausted: {int(v_trend.last)} callers waiting for a connection"
                + (f", {long_wait} of them for {LONG_WAIT_MINUTES}+ minutes" if long_wait else "")
                + (f"; pool pinned at its limit in {pinned} of {stat_rounds} rounds"
-                  if stat_rounds else "") + ".")
+                  if stat_rounds else "")
+               + ("; the process holds no connection to the store any more: the pool's "
+                  "slots went to connections never closed (collected since, slots not "
+                  "returned)" if slots_lost else "") + ".")
     if severity == "info":
         summary = (f"{label} busy: {int(v_trend.last)} callers briefly queued for a connection; "
                    "no caller waited a minute and the pool is not pinned in every round, "

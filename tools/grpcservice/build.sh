@@ -10,8 +10,8 @@ OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 SRC=$(cd "$(dirname "$0")" && pwd)
 GO=${GO119:-/usr/lib/go-1.19/bin/go}
 [ -x "$GO" ] || { echo "Go 1.19 not found at $GO (apt-get install golang-1.19)" >&2; exit 1; }
-[ -d /usr/share/gocode/src/google.golang.org/grpc/health ] ||
-	{ echo "grpc-go sources not found (apt-get install golang-google-grpc-dev)" >&2; exit 1; }
+[ -d /usr/share/gocode/src/google.golang.org/grpc/health ] && [ -d /usr/share/gocode/src/github.com/gomodule/redigo/redis ] ||
+	{ echo "grpc-go or redigo sources not found (apt-get install golang-google-grpc-dev golang-github-gomodule-redigo-dev)" >&2; exit 1; }
 tree=$OUT/gopath/src/example.com/pricing-gateway
 rm -rf "$tree" && mkdir -p "$tree"
 cp "$SRC"/*.go "$tree"/

@@ -1,7 +1,8 @@
-// pricing-gateway: a small HTTP service that asks a gRPC backend before answering, with a
-// switchable, planted leak of gRPC client connections (-mode dialperreq: a ClientConn
-// dialed per request and never closed; -mode healthy: one shared ClientConn). It exists to
-// produce real captures of a gRPC client for forensics.
+// pricing-gateway: a small HTTP service that asks a gRPC backend before answering and can
+// cache prices in Redis (redigo), with switchable, planted leaks (-mode dialperreq: a gRPC
+// ClientConn dialed per request and never closed; -mode rediscache: a pooled Redis
+// connection not closed on a cache miss; -mode healthy: neither). It exists to produce real
+// captures of gRPC and Redis clients for forensics.
 //
 // The backend is the same binary with -role backend (a gRPC health service), run as its
 // own process so that the gateway's capture holds the client side only.
@@ -39,7 +40,9 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "app (or backend gRPC) address, loopback only")
 	pprofAddr := flag.String("pprof", "127.0.0.1:0", "net/http/pprof address (loopback only)")
 	backend := flag.String("backend", "", "gRPC backend address (gateway role)")
-	mode := flag.String("mode", "dialperreq", "dialperreq (planted leak) or healthy")
+	mode := flag.String("mode", "dialperreq", "dialperreq | rediscache (planted leaks) | healthy")
+	redisAddr := flag.String("redis", "", "Redis address for the price cache (loopback only)")
+	maxActive := flag.Int("maxactive", 8, "Redis pool MaxActive")
 	rate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate (0: Go's default)")
 	flag.Parse()
 	if *rate > 0 {
@@ -49,10 +52,19 @@ func main() {
 	case "backend":
 		serveBackend(loopback(*listen))
 	case "gateway":
-		if *mode != "dialperreq" && *mode != "healthy" {
+		if *mode != "dialperreq" && *mode != "rediscache" && *mode != "healthy" {
 			log.Fatalf("unknown -mode %q", *mode)
 		}
-		serveGateway(loopback(*listen), loopback(*pprofAddr), *backend, *mode)
+		var cache *priceCache
+		if *redisAddr != "" {
+			if host, _, err := net.SplitHostPort(*redisAddr); err != nil || host != "127.0.0.1" {
+				log.Fatalf("refusing non-loopback Redis address %q", *redisAddr)
+			}
+			cache = newPriceCache(*redisAddr, *maxActive, *mode == "rediscache")
+		} else if *mode == "rediscache" {
+			log.Fatal("-mode rediscache needs -redis")
+		}
+		serveGateway(loopback(*listen), loopback(*pprofAddr), *backend, *mode, cache)
 	default:
 		log.Fatalf("unknown -role %q", *role)
 	}
@@ -65,8 +77,8 @@ func serveBackend(ln net.Listener) {
 	log.Fatal(s.Serve(ln))
 }
 
-func serveGateway(app, pprofLn net.Listener, backend, mode string) {
-	g := &gateway{backend: backend, leaky: mode == "dialperreq"}
+func serveGateway(app, pprofLn net.Listener, backend, mode string, cache *priceCache) {
+	g := &gateway{backend: backend, leaky: mode == "dialperreq", cache: cache}
 	if !g.leaky {
 		conn, err := grpc.Dial(backend, grpc.WithInsecure())
 		if err != nil {

@@ -15,6 +15,7 @@ type gateway struct {
 	backend string
 	leaky   bool
 	shared  healthpb.HealthClient
+	cache   *priceCache // nil without -redis
 }
 
 type price struct {
@@ -32,6 +33,18 @@ func (g *gateway) handlePrice(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	if g.cache != nil {
+		cents, ok, err := g.cache.cachedPrice(ctx, sku)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if ok {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(price{SKU: sku, Cents: cents, State: "cached"})
+			return
+		}
+	}
 	var state string
 	if g.leaky {
 		state, err = g.lookupPriceDialPerRequest(ctx)
@@ -42,8 +55,15 @@ func (g *gateway) handlePrice(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
+	cents := int64(100 + sku%900)
+	if g.cache != nil {
+		if err := g.cache.store(ctx, sku, cents); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(price{SKU: sku, Cents: int64(100 + sku%900), State: state})
+	_ = json.NewEncoder(w).Encode(price{SKU: sku, Cents: cents, State: state})
 }
 
 // lookupPriceDialPerRequest is the planted leak (mode "dialperreq"): a new gRPC ClientConn
