@@ -58,6 +58,7 @@ SQL_POOL_EXHAUSTED = "sql_pool_exhausted"
 SQL_CONN_HELD = "sql_conn_held"
 HTTP_BODY = "http_body_leak"
 HTTP_CONN_WAIT = "http_conn_wait"
+HTTP_HANG = "http_request_hang"
 PGX_POOL_EXHAUSTED = "pgxpool_exhausted"
 REDIS_POOL_EXHAUSTED = "redis_pool_exhausted"
 GRPC_CONN = "grpc_conn_leak"
@@ -160,6 +161,16 @@ GOROUTINE_SIGNATURES: tuple[GoroutineSignature, ...] = (
         "http.getConn.wait", HTTP_CONN_WAIT, "victim", ("net/http.(*Transport).getConn",),
         states=("select",), library="net/http",
         description="a request waiting for a connection (MaxConnsPerHost reached or slow dial)"),
+    GoroutineSignature(
+        "http.roundTrip.wait", HTTP_HANG, "holder",
+        ("net/http.(*persistConn).roundTrip", "net/http.(*http2ClientConn).RoundTrip",
+         "net/http.(*http2ClientConn).roundTrip",
+         "golang.org/x/net/http2.(*ClientConn).RoundTrip",
+         "golang.org/x/net/http2.(*ClientConn).roundTrip"),
+        states=("select",), library="net/http",
+        description="a request sent and waiting for its response headers; each holds a "
+                    "connection (many, growing, or for minutes: no timeout on a stalled "
+                    "upstream)"),
     GoroutineSignature(
         "grpc.transport.reader", GRPC_CONN, "holder",
         ("google.golang.org/grpc/internal/transport.(*http2Client).reader",),

@@ -25,6 +25,7 @@ PLANTED = {
     "openperreq": ("lookupUserOpenPerRequest", "sql_pool_per_request"),
     "body": ("fetchUpstreamLeakyBody", "http_body_leak"),
     "pgxpool": ("reserveStockLeakyAcquire", "pgxpool_exhausted"),  # tools/pgxservice
+    "hang": ("fetchUpstreamNoTimeout", "http_request_hang"),
     "grpc": ("lookupPriceDialPerRequest", "grpc_conn_leak"),  # tools/grpcservice
     "redis": ("cachedPriceLeakyConn", "redis_pool_exhausted"),  # tools/grpcservice + Redis
 }

@@ -14,10 +14,11 @@ from . import (
     held_connections,
     held_objects,
     http_body,
+    http_hang,
     pool_exhaustion,
     pool_per_request,
     sockets,
 )
 
-DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, grpc_conns, sockets,
-             goroutineleak, held_connections)
+DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, http_hang, grpc_conns,
+             sockets, goroutineleak, held_connections)

@@ -324,6 +324,18 @@ def short_name(function: str) -> str:
     return function.rsplit("/", 1)[-1]
 
 
+def upstream_trend(ev: Evidence, states: tuple[str, ...] = ("ESTABLISHED",)):
+    """Per round, the process's connections to upstreams (not the database, not inbound)
+    in ``states``; None without a socket listing."""
+    conns = ev.tables["connections"]
+    if not len(conns):
+        return None
+    owned = conns[conns["owned"].fillna(True).astype(bool) & (conns["peer_role"] == "upstream")
+                  & conns["state"].isin(list(states))]
+    rounds = sorted(int(r) for r in conns["round"].dropna().unique())
+    return trend(sum_by_round(owned), rounds)
+
+
 def pool_checks(ev: Evidence) -> list[Check]:
     """db.Stats and the kernel on a pool: connections in use and sockets to the database.
 

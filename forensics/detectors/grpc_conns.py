@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import GRPC_CONN
-from .common import capture_advice, confidence, heap_sites
+from .common import capture_advice, confidence, heap_sites, upstream_trend
 
 #: More ClientConns than this alive at once is unusual even for a fan-out service.
 MANY_CONNS = 50
@@ -41,7 +41,7 @@ def detect(ev: Evidence) -> list[Finding]:
     else:
         checks.append(Check("heap", "silent" if len(ev.tables["heap_samples"]) else "absent",
                             "no live *grpc.ClientConn sampled"))
-    up = _upstream_trend(ev)
+    up = upstream_trend(ev)
     if up is not None and up.values:
         checks.append(Check("sockets", "supports" if up.growing(min_delta=3) else "silent",
                             f"ESTABLISHED to upstreams {up.describe()}"))
@@ -63,12 +63,3 @@ def detect(ev: Evidence) -> list[Finding]:
         sites=sites, checks=checks,
         advice="" if sites else capture_advice(ev, "dials the ClientConn"))]
 
-
-def _upstream_trend(ev: Evidence):
-    conns = ev.tables["connections"]
-    if not len(conns):
-        return None
-    owned = conns[conns["owned"].fillna(True).astype(bool) & (conns["peer_role"] == "upstream")
-                  & (conns["state"] == "ESTABLISHED")]
-    rounds = sorted(int(r) for r in conns["round"].dropna().unique())
-    return trend(sum_by_round(owned), rounds)

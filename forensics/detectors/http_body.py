@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import HTTP_BODY
-from .common import capture_advice, confidence, heap_sites, inferred_sites
+from .common import capture_advice, confidence, heap_sites, inferred_sites, upstream_trend
 
 MIN_STUCK = 5
 
@@ -27,7 +27,7 @@ def detect(ev: Evidence) -> list[Finding]:
         return []
     heap = ev.heap[ev.heap["heap_site"] == "http.Request"]
     o_trend = trend(sum_by_round(heap, "inuse_objects"), ev.heap_rounds())
-    up = _upstream_trend(ev)
+    up = upstream_trend(ev, ("ESTABLISHED", "CLOSE_WAIT"))
     checks = [Check("goroutines", "supports",
                     f"readLoop goroutines waiting on an unread body: {t.describe()}"
                     + (f"; {long} for 1+ min" if long else ""))]
@@ -60,12 +60,3 @@ def detect(ev: Evidence) -> list[Finding]:
                     sites=sites, checks=checks,
                     advice=capture_advice(ev, "sends the request") if inferred else "")]
 
-
-def _upstream_trend(ev: Evidence):
-    conns = ev.tables["connections"]
-    if not len(conns):
-        return None
-    owned = conns[conns["owned"].fillna(True).astype(bool) & (conns["peer_role"] == "upstream")
-                  & conns["state"].isin(["ESTABLISHED", "CLOSE_WAIT"])]
-    rounds = sorted(int(r) for r in conns["round"].dropna().unique())
-    return trend(sum_by_round(owned), rounds)

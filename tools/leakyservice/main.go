@@ -9,6 +9,8 @@
 //	body        rates.fetchUpstreamLeakyBody: HTTP response body never closed
 //	helper      store.checkBalanceLeakyRows: *sql.Rows from the shared query helper never
 //	            closed by one of the helper's callers
+//	hang        rates.fetchUpstreamNoTimeout: requests without any deadline to a feed
+//	            that stalls (for JPY), each one parked with its connection forever
 //	healthy     the same work, done correctly
 //
 // Every listener must be on the loopback interface: this binary exists to be broken
@@ -47,7 +49,7 @@ func parseFlags() config {
 	flag.StringVar(&c.pprof, "pprof", "127.0.0.1:6060", "net/http/pprof and /debug/dbstats listen address (loopback only)")
 	flag.StringVar(&c.upstream, "upstream", "127.0.0.1:0", "listen address of the built-in upstream rates feed (loopback only)")
 	flag.StringVar(&c.dsn, "dsn", "host=127.0.0.1 port=5432 user=postgres dbname=shop sslmode=disable", "lib/pq DSN")
-	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | healthy")
+	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | hang | healthy")
 	flag.IntVar(&c.maxOpen, "maxopen", 10, "db.SetMaxOpenConns of the long-lived pool (0 = unlimited)")
 	flag.IntVar(&c.memProfileRate, "memprofilerate", 0, "runtime.MemProfileRate (0 = keep Go's default)")
 	flag.Parse()
@@ -66,7 +68,7 @@ func main() {
 
 func run(c config) error {
 	switch c.mode {
-	case "rows", "tx", "openperreq", "body", "helper", "healthy":
+	case "rows", "tx", "openperreq", "body", "helper", "hang", "healthy":
 	default:
 		return fmt.Errorf("unknown -mode %q", c.mode)
 	}
@@ -98,18 +100,19 @@ func run(c config) error {
 
 	opts := store.Options{LeakRows: c.mode == "rows", LeakTx: c.mode == "tx",
 		Helper: c.mode == "helper"}
+	feedURL := "http://" + feedLn.Addr().String()
 	a := &api{
 		db:        db,
 		dsn:       c.dsn,
 		store:     store.New(db, opts),
-		rates:     rates.NewClient("http://"+feedLn.Addr().String(), c.mode == "body"),
+		rates:     rates.NewClient(feedURL, c.mode == "body", c.mode == "hang"),
 		openPerRQ: c.mode == "openperreq",
 	}
 	http.Handle("/debug/dbstats", dbStats(db))
 
 	app := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
 	debug := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
-	feed := rates.NewFeedServer()
+	feed := rates.NewFeedServer(c.mode == "hang")
 	go serve(app, appLn)
 	go serve(debug, pprofLn)
 	go serve(feed, feedLn)

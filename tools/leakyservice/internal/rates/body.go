@@ -13,15 +13,18 @@ type Client struct {
 	base      string
 	http      *http.Client
 	leakyBody bool
+	noTimeout bool
 }
 
 // NewClient returns a feed client for base (e.g. http://127.0.0.1:7000). With
-// leakyBody set it uses the planted leak of mode "body".
-func NewClient(base string, leakyBody bool) *Client {
+// leakyBody set it uses the planted leak of mode "body", with noTimeout the planted hang
+// of mode "hang".
+func NewClient(base string, leakyBody, noTimeout bool) *Client {
 	return &Client{
 		base:      base,
 		http:      &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
 		leakyBody: leakyBody,
+		noTimeout: noTimeout,
 	}
 }
 
@@ -29,6 +32,9 @@ func NewClient(base string, leakyBody bool) *Client {
 func (c *Client) Latest(ctx context.Context, currency string) (Quote, error) {
 	if c.leakyBody {
 		return c.fetchUpstreamLeakyBody(currency)
+	}
+	if c.noTimeout {
+		return c.fetchUpstreamNoTimeout(currency)
 	}
 	return c.fetchUpstream(ctx, currency)
 }

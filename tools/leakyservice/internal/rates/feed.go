@@ -24,9 +24,18 @@ const feedRecords = 400
 // NewFeedServer returns the upstream feed. Its idle timeout closes kept-alive
 // connections after a few seconds, as load balancers do: a client that never closed
 // the response body is then left with a socket in CLOSE_WAIT.
-func NewFeedServer() *http.Server {
+//
+// With stallJPY the feed never answers a JPY request (it waits until the client goes
+// away), as an overloaded upstream does for its slowest queries.
+func NewFeedServer(stallJPY bool) *http.Server {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/quotes", serveQuotes)
+	mux.HandleFunc("/v1/quotes", func(w http.ResponseWriter, r *http.Request) {
+		if stallJPY && r.URL.Query().Get("currency") == "JPY" {
+			<-r.Context().Done()
+			return
+		}
+		serveQuotes(w, r)
+	})
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
