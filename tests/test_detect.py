@@ -112,6 +112,27 @@ def test_silent_checked_out_connections_and_a_shared_helper(analyses):
     assert any("shared helper store.(*Store).query" in n for n in via.evidence["notes"])
 
 
+def test_silent_connections_without_db_stats_need_a_steady_rise(tmp_path):
+    """The same capture without its dbstats.json members (many customers collect none):
+    the pool's idle connections are silent too and their number is unknown (MaxIdleConns
+    may be anything), so a few silent connections in the last round prove nothing. The
+    rule stays quiet rather than guess."""
+    import io
+    import tarfile
+
+    bundles = _bundles("helper")
+    require(bool(bundles), "sample bundle helper-go1.27 missing")
+    out = tmp_path / "no-dbstats.tar.gz"
+    with tarfile.open(bundles[0]) as src, tarfile.open(out, "w:gz") as dst:
+        for m in src.getmembers():
+            if m.name.endswith("dbstats.json"):
+                continue
+            dst.addfile(m, io.BytesIO(src.extractfile(m).read()) if m.isfile() else None)
+    a = analyze(out)
+    assert not [f for f in a.findings if f.kind == "sql_conn_held"], \
+        [(f.kind, f.summary) for f in a.findings]
+
+
 def test_silent_connections_stay_a_check_when_the_object_is_named(analyses):
     """In tx-go1.27 the Tx rule names the leak; the silent connections back it up as its
     sockets check instead of a second finding about the same connections."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -199,6 +200,18 @@ class Silent:
     def last(self) -> int:
         return self.held[max(self.held)] if self.held else 0
 
+    @property
+    def telling(self) -> bool:
+        """Whether the count means held connections: with db.Stats the idle ones are known;
+        without, a pool may keep more idle than the default (SetMaxIdleConns), so only a
+        count that rises in every round of three or more says something."""
+        if self.last < MIN_SILENT_HELD:
+            return False
+        if self.idle_known:
+            return True
+        values = [self.held[r] for r in sorted(self.held)]
+        return len(values) >= 3 and all(b > a for a, b in pairwise(values))
+
     def describe(self) -> str:
         r = max(self.held)
         if not self.quiet[r]:
@@ -360,7 +373,7 @@ def pool_checks(ev: Evidence) -> list[Check]:
         t = trend(db)
         detail = f"ESTABLISHED to the database {t.describe()}"
         silent = silent_connections(ev)
-        held = silent is not None and silent.last >= MIN_SILENT_HELD
+        held = silent is not None and silent.telling
         if held:
             detail += f"; {silent.describe()}"
         checks.append(Check("sockets", "supports" if t.growing() or held else "silent",

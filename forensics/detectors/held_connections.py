@@ -40,7 +40,7 @@ MIN_IN_USE_RISE = 3
 
 def detect(ev: Evidence) -> list[Finding]:
     silent = silent_connections(ev)
-    held = silent.last if silent else 0
+    held = silent.last if silent is not None and silent.telling else 0
     rounds, in_use = dbstats_trend(ev, "in_use")
     use = trend(dict(zip(rounds, in_use, strict=False)))
     climbing = (use.rounds >= 3 and use.delta >= MIN_IN_USE_RISE
@@ -50,7 +50,7 @@ def detect(ev: Evidence) -> list[Finding]:
     checks = []
     if silent is not None:
         held_trend = trend(silent.held)
-        checks.append(Check("sockets", "supports" if held >= MIN_SILENT_HELD else "silent",
+        checks.append(Check("sockets", "supports" if silent.telling else "silent",
                             silent.describe()
                             + (f" (held {held_trend.describe()})"
                                if held_trend.rounds > 1 and held_trend.last else "")))
