@@ -26,6 +26,7 @@ PLANTED = {
     "body": ("fetchUpstreamLeakyBody", "http_body_leak"),
     "pgxpool": ("reserveStockLeakyAcquire", "pgxpool_exhausted"),  # tools/pgxservice
     "hang": ("fetchUpstreamNoTimeout", "http_request_hang"),
+    "conn": ("lookupUserDedicatedConnLeaky", "sql_conn_leak"),
     "grpc": ("lookupPriceDialPerRequest", "grpc_conn_leak"),  # tools/grpcservice
     "redis": ("cachedPriceLeakyConn", "redis_pool_exhausted"),  # tools/grpcservice + Redis
 }

@@ -55,6 +55,7 @@ PLANTED = {
     "openperreq": "main.lookupUserOpenPerRequest",
     "body": "internal/rates.(*Client).fetchUpstreamLeakyBody",
     "hang": "internal/rates.(*Client).fetchUpstreamNoTimeout",
+    "conn": "main.lookupUserDedicatedConnLeaky",
 }
 
 
@@ -86,6 +87,8 @@ SCENARIOS = {
     # the service's own included, so only main.main says which module is the app's.
     "tx-install": Scenario("1.27-install", "tx", "transfer=6,orders,users,rates", 16, 100,
                            memprofilerate=512),
+    "conn-1.19": Scenario("1.19", "conn", "users=4,orders,transfer,rates", 10, 4,
+                          memprofilerate=512),
     "hang-1.27": Scenario("1.27", "hang", "rates=6,orders,transfer,users", 16, 10),
     "healthy-1.19": Scenario("1.19", "healthy", "orders,transfer,users,rates", 14, 10),
 }
@@ -311,7 +314,7 @@ def _analyze(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["tx-1.19", "tx-1.27", "openperreq-1.27", "rows-1.19",
-                                  "body-1.27", "tx-install", "hang-1.27"])
+                                  "body-1.27", "tx-install", "hang-1.27", "conn-1.19"])
 def test_analyzer_ranks_planted_function_first(captures, name: str) -> None:
     doc = _analyze(captures(name).path)
     assert doc["findings"], "no finding"

@@ -122,6 +122,7 @@ bundle rows-go1.27       orders-api    1.27  rows       8       4096   orders=4,
 bundle tx-go1.19         orders-api    1.19  tx         100     0      transfer=6,orders,users,rates      16   py  8   1
 bundle tx-go1.27         orders-api    1.27  tx         100     4096   transfer=6,orders,users,rates      16   py  8   1
 bundle tx-inflight-go1.27 orders-api 1.27  tx         100     0      transfer=10,orders                 150  py  16  1  3000
+bundle conn-go1.19       orders-api    1.19  conn       8       512    users=4,orders,transfer,rates      10   py  8   1
 bundle hang-go1.27       orders-api    1.27  hang       10      4096   rates=6,orders,transfer,users      16   py  8   1
 bundle helper-go1.27     orders-api    1.27  helper     20      4096   orders=4,transfer=3,users,rates    10   py  8   1
 bundle openperreq-go1.27 orders-api    1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py  8   1

@@ -21,6 +21,7 @@ from .common import (
     goroutine_sites,
     inferred_sites,
     pinned_pools,
+    silent_connections,
 )
 
 HOLDING_CALLS = ("query", "begin", "conn", "prepare")
@@ -99,7 +100,11 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
     queue_grows = v_trend.growing(min_delta=5)
     # Waiters with no connection behind the pool at all: its slots are lost for good.
     slots_lost = capped == 0
-    severity = ("high" if long_wait > 0 or (stuck and queue_grows) or slots_lost
+    # Waiters while the pool's connections sit silent (ss -i): they are held, not busy.
+    silent = silent_connections(ev) if kind in _DB_POOLS else None
+    held_silent = silent is not None and silent.telling and v_trend.last > 0
+    stuck = stuck or held_silent
+    severity = ("high" if long_wait > 0 or (stuck and queue_grows) or slots_lost or held_silent
                 else "medium" if stuck or queue_grows or v_trend.last >= MANY_WAITERS
                 else "info")
     label = _LABEL[kind]
@@ -120,6 +125,8 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
                             "no connection to the data store while callers wait: the pool's "
                             "slots are held by objects never closed, whose connections the "
                             "garbage collector has already closed"))
+    if held_silent:
+        checks.append(Check("sockets", "supports", f"while callers wait, {silent.describe()}"))
     if is_sql:
         if stat_rounds:
             checks.append(Check("dbstats", "supports" if pinned else "contradicts",

@@ -20,6 +20,7 @@ type api struct {
 	store     *store.Store
 	rates     *rates.Client
 	openPerRQ bool
+	leakConn  bool
 }
 
 func (a *api) routes() *http.ServeMux {
@@ -87,6 +88,9 @@ func (a *api) handleUser(w http.ResponseWriter, r *http.Request) {
 func (a *api) findUser(ctx context.Context, id int) (User, error) {
 	if a.openPerRQ {
 		return lookupUserOpenPerRequest(ctx, a.dsn, id)
+	}
+	if a.leakConn {
+		return lookupUserDedicatedConnLeaky(ctx, a.db, id)
 	}
 	return lookupUser(ctx, a.db, id)
 }

@@ -11,6 +11,7 @@
 //	            closed by one of the helper's callers
 //	hang        rates.fetchUpstreamNoTimeout: requests without any deadline to a feed
 //	            that stalls (for JPY), each one parked with its connection forever
+//	conn        lookupUserDedicatedConnLeaky: *sql.Conn never closed on one path
 //	healthy     the same work, done correctly
 //
 // Every listener must be on the loopback interface: this binary exists to be broken
@@ -49,7 +50,7 @@ func parseFlags() config {
 	flag.StringVar(&c.pprof, "pprof", "127.0.0.1:6060", "net/http/pprof and /debug/dbstats listen address (loopback only)")
 	flag.StringVar(&c.upstream, "upstream", "127.0.0.1:0", "listen address of the built-in upstream rates feed (loopback only)")
 	flag.StringVar(&c.dsn, "dsn", "host=127.0.0.1 port=5432 user=postgres dbname=shop sslmode=disable", "lib/pq DSN")
-	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | hang | healthy")
+	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | hang | conn | healthy")
 	flag.IntVar(&c.maxOpen, "maxopen", 10, "db.SetMaxOpenConns of the long-lived pool (0 = unlimited)")
 	flag.IntVar(&c.memProfileRate, "memprofilerate", 0, "runtime.MemProfileRate (0 = keep Go's default)")
 	flag.Parse()
@@ -68,7 +69,7 @@ func main() {
 
 func run(c config) error {
 	switch c.mode {
-	case "rows", "tx", "openperreq", "body", "helper", "hang", "healthy":
+	case "rows", "tx", "openperreq", "body", "helper", "hang", "conn", "healthy":
 	default:
 		return fmt.Errorf("unknown -mode %q", c.mode)
 	}
@@ -107,6 +108,7 @@ func run(c config) error {
 		store:     store.New(db, opts),
 		rates:     rates.NewClient(feedURL, c.mode == "body", c.mode == "hang"),
 		openPerRQ: c.mode == "openperreq",
+		leakConn:  c.mode == "conn",
 	}
 	http.Handle("/debug/dbstats", dbStats(db))
 
