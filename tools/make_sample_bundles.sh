@@ -127,6 +127,7 @@ bundle hang-go1.27       orders-api    1.27  hang       10      4096   rates=6,o
 bundle helper-go1.27     orders-api    1.27  helper     20      4096   orders=4,transfer=3,users,rates    10   py  8   1
 bundle openperreq-go1.27 orders-api    1.27  openperreq 10      4096   users=4,orders,transfer,rates      10   py  8   1
 bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,orders,transfer,users      10   sh  8   1
+bundle slow-go1.27       orders-api    1.27  slow       20      4096   users=4,orders,transfer,rates      10   py  8   1
 bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1
 bundle pgxpool-go1.19    inventory-api 1.19  acquire    8       4096   reserve                            10   py  64  30
 

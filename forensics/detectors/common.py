@@ -4,7 +4,7 @@ site, what heap sampling can see, and how agreement and growth become confidence
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
@@ -195,6 +195,8 @@ class Silent:
     quiet: dict[int, int]
     longest_s: dict[int, int]
     idle_known: bool
+    #: goroutines waiting inside a database call per round (their silence is a long query)
+    busy: dict[int, int] = field(default_factory=dict)
 
     @property
     def last(self) -> int:
@@ -219,9 +221,31 @@ class Silent:
                     f"(longest {self.longest_s[r]} s)")
         idle = "idle in the pool per db.Stats" if self.idle_known else \
             f"the {DEFAULT_MAX_IDLE} a pool keeps idle by default"
+        if self.busy.get(r):
+            idle += f" and the {self.busy[r]} waiting for a query's answer"
         return (f"{self.quiet[r]} connections to the database silent for "
                 f"{QUIET_MS // 1000}+ s (longest {self.longest_s[r]} s), {self.held[r]} of "
                 f"them beyond {idle}: checked out and not querying")
+
+
+#: Frames of a database call in progress: a goroutine parked in IO wait under one of them
+#: is waiting for the server to answer (a long query), not forgetting its connection.
+_DB_CALL_FRAMES = ("database/sql.", "github.com/jackc/pgx", "github.com/jackc/pgconn",
+                   "github.com/lib/pq.", "github.com/go-sql-driver/mysql.")
+
+
+def _waiting_on_db(ev: Evidence) -> dict[int, int]:
+    """Per round, goroutines in IO wait inside a database call: each has a silent
+    connection that is busy (the server is still working on its query)."""
+    g = ev.goroutines
+    io = g[g["state"] == "IO wait"] if len(g) else g
+    if not len(io):
+        return {}
+    sids = {int(s) for s in io["stack_id"].unique()}
+    in_call = {sid for sid in sids
+               if sid in ev.stacks and any(fn.startswith(_DB_CALL_FRAMES)
+                                           for fn in ev.stacks[sid].functions)}
+    return sum_by_round(io[io["stack_id"].isin(in_call)], "count")
 
 
 def silent_connections(ev: Evidence) -> Silent | None:
@@ -233,15 +257,16 @@ def silent_connections(ev: Evidence) -> Silent | None:
     st = ev.tables["dbstats"]
     idle = sum_by_round(st[st["idle"].notna()], "idle") if len(st) else {}
     in_use = sum_by_round(st[st["in_use"].notna()], "in_use") if len(st) else {}
+    busy = _waiting_on_db(ev)
     held, quiet, longest = {}, {}, {}
     for r in rounds:
         q = int(check[r]["db_quiet"])
-        h = max(0, q - int(idle.get(r, DEFAULT_MAX_IDLE)))
+        h = max(0, q - int(idle.get(r, DEFAULT_MAX_IDLE)) - int(busy.get(r, 0)))
         if r in in_use:
             h = min(h, int(in_use[r]))
         held[r], quiet[r] = h, q
         longest[r] = int(check[r].get("db_quiet_max_s") or 0)
-    return Silent(held, quiet, longest, idle_known=bool(idle))
+    return Silent(held, quiet, longest, idle_known=bool(idle), busy=busy)
 
 
 def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),

@@ -42,7 +42,9 @@ def detect(ev: Evidence) -> list[Finding]:
     silent = silent_connections(ev)
     held = silent.last if silent is not None and silent.telling else 0
     rounds, in_use = dbstats_trend(ev, "in_use")
-    use = trend(dict(zip(rounds, in_use, strict=False)))
+    # Connections waiting for a long query's answer are in use too, and busy.
+    busy = silent.busy if silent is not None else {}
+    use = trend({r: max(0.0, n - busy.get(r, 0)) for r, n in zip(rounds, in_use, strict=False)})
     climbing = (use.rounds >= 3 and use.delta >= MIN_IN_USE_RISE
                 and all(b > a for a, b in zip(use.values, use.values[1:], strict=False)))
     if held < MIN_SILENT_HELD and not climbing:
@@ -59,7 +61,8 @@ def detect(ev: Evidence) -> list[Finding]:
     pinned, stat_rounds = pinned_pools(ev)
     if rounds:
         checks.append(Check("dbstats", "supports" if climbing or pinned else "silent",
-                            f"InUse {use.describe()}"))
+                            f"InUse {use.describe()}" + (" (not counting connections "
+                                                         "waiting for a query)" if busy else "")))
     else:
         checks.append(Check("dbstats", "absent", "no db.Stats in the bundle"))
     max_open = _max_open(ev)

@@ -53,8 +53,9 @@ def _close_wait(ev: Evidence) -> list[Finding]:
                         f"{', '.join(tools) or 'one tool'}")]
         if role == "inbound":
             # Clients that gave up on a stuck handler: a symptom of whatever blocks the
-            # handlers (usually a pool wait), not a leak of its own.
-            severity = "medium" if severity == "high" else severity
+            # handlers (usually a pool wait), not a leak of its own; a few of them is also
+            # what handlers slower than their clients' patience leave (a long report).
+            severity = "medium" if severity == "high" else "low" if t.last < 20 else severity
             summary = (f"{int(t.last)} inbound connections on {peer} are in CLOSE_WAIT: "
                        "clients gave up and closed, but the handlers serving them are still "
                        "blocked and never closed their side.")

@@ -15,12 +15,13 @@ import (
 
 // api holds what the HTTP handlers need.
 type api struct {
-	db        *sql.DB
-	dsn       string
-	store     *store.Store
-	rates     *rates.Client
-	openPerRQ bool
-	leakConn  bool
+	db         *sql.DB
+	dsn        string
+	store      *store.Store
+	rates      *rates.Client
+	openPerRQ  bool
+	leakConn   bool
+	slowReport bool
 }
 
 func (a *api) routes() *http.ServeMux {
@@ -91,6 +92,9 @@ func (a *api) findUser(ctx context.Context, id int) (User, error) {
 	}
 	if a.leakConn {
 		return lookupUserDedicatedConnLeaky(ctx, a.db, id)
+	}
+	if a.slowReport && id%10 == 0 {
+		return slowUserReport(a.db, id)
 	}
 	return lookupUser(ctx, a.db, id)
 }

@@ -12,6 +12,7 @@
 //	hang        rates.fetchUpstreamNoTimeout: requests without any deadline to a feed
 //	            that stalls (for JPY), each one parked with its connection forever
 //	conn        lookupUserDedicatedConnLeaky: *sql.Conn never closed on one path
+//	slow        no leak: slowUserReport runs 20-second queries (silent, busy connections)
 //	healthy     the same work, done correctly
 //
 // Every listener must be on the loopback interface: this binary exists to be broken
@@ -50,7 +51,7 @@ func parseFlags() config {
 	flag.StringVar(&c.pprof, "pprof", "127.0.0.1:6060", "net/http/pprof and /debug/dbstats listen address (loopback only)")
 	flag.StringVar(&c.upstream, "upstream", "127.0.0.1:0", "listen address of the built-in upstream rates feed (loopback only)")
 	flag.StringVar(&c.dsn, "dsn", "host=127.0.0.1 port=5432 user=postgres dbname=shop sslmode=disable", "lib/pq DSN")
-	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | hang | conn | healthy")
+	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | hang | conn | slow | healthy")
 	flag.IntVar(&c.maxOpen, "maxopen", 10, "db.SetMaxOpenConns of the long-lived pool (0 = unlimited)")
 	flag.IntVar(&c.memProfileRate, "memprofilerate", 0, "runtime.MemProfileRate (0 = keep Go's default)")
 	flag.Parse()
@@ -69,7 +70,7 @@ func main() {
 
 func run(c config) error {
 	switch c.mode {
-	case "rows", "tx", "openperreq", "body", "helper", "hang", "conn", "healthy":
+	case "rows", "tx", "openperreq", "body", "helper", "hang", "conn", "slow", "healthy":
 	default:
 		return fmt.Errorf("unknown -mode %q", c.mode)
 	}
@@ -103,12 +104,13 @@ func run(c config) error {
 		Helper: c.mode == "helper"}
 	feedURL := "http://" + feedLn.Addr().String()
 	a := &api{
-		db:        db,
-		dsn:       c.dsn,
-		store:     store.New(db, opts),
-		rates:     rates.NewClient(feedURL, c.mode == "body", c.mode == "hang"),
-		openPerRQ: c.mode == "openperreq",
-		leakConn:  c.mode == "conn",
+		db:         db,
+		dsn:        c.dsn,
+		store:      store.New(db, opts),
+		rates:      rates.NewClient(feedURL, c.mode == "body", c.mode == "hang"),
+		openPerRQ:  c.mode == "openperreq",
+		leakConn:   c.mode == "conn",
+		slowReport: c.mode == "slow",
 	}
 	http.Handle("/debug/dbstats", dbStats(db))
 

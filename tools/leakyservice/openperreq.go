@@ -36,3 +36,16 @@ func lookupUser(ctx context.Context, db *sql.DB, id int) (User, error) {
 	err := db.QueryRowContext(ctx, userByIDSQL, id).Scan(&u.ID, &u.Name, &u.Email)
 	return u, err
 }
+
+// slowUserReport is mode "slow": no leak, but every tenth lookup runs a 20-second report
+// query, detached from the request so the client giving up does not cancel it. Its
+// connection is silent (the server is busy) while a goroutine waits for the answer: the
+// analyzer must not take it for a forgotten connection.
+func slowUserReport(db *sql.DB, id int) (User, error) {
+	var u User
+	err := db.QueryRowContext(context.Background(), slowReportSQL, id).Scan(
+		&u.ID, &u.Name, &u.Email)
+	return u, err
+}
+
+const slowReportSQL = `SELECT id, name, email FROM customers, pg_sleep(20) WHERE id = $1`
