@@ -362,6 +362,13 @@ def short_name(function: str) -> str:
     return function.rsplit("/", 1)[-1]
 
 
+def db_established(ev: Evidence) -> dict[int, int]:
+    """Per round with a socket listing, the process's ESTABLISHED connections to the
+    database (correlate's ``db_check`` series)."""
+    return {r: int(v["db_established"]) for r, v in ev.series.get("db_check", {}).items()
+            if v.get("db_established") is not None}
+
+
 def upstream_trend(ev: Evidence, states: tuple[str, ...] = ("ESTABLISHED",)):
     """Per round, the process's connections to upstreams (not the database, not inbound)
     in ``states``; None without a socket listing."""
@@ -392,8 +399,7 @@ def pool_checks(ev: Evidence) -> list[Check]:
                             detail))
     else:
         checks.append(Check("dbstats", "absent", "no db.Stats in the bundle"))
-    db = {r: v.get("db_established") for r, v in ev.series.get("db_check", {}).items()
-          if v.get("db_established") is not None}
+    db = db_established(ev)
     if db:
         t = trend(db)
         detail = f"ESTABLISHED to the database {t.describe()}"

@@ -17,6 +17,7 @@ from ..signatures import SQL_CONN, SQL_ROWS, SQL_STMT, SQL_TX, VICTIM_KINDS
 from .common import (
     capture_advice,
     confidence,
+    db_established,
     dbstats_trend,
     goroutine_sites,
     inferred_sites,
@@ -64,7 +65,7 @@ def _capped_db_connections(ev: Evidence, kind: str, rounds: list[int],
     collector has since closed (a net.Conn's finalizer) without giving the slot back."""
     if kind not in _DB_POOLS:
         return None
-    db = {r: v.get("db_established") for r, v in ev.series.get("db_check", {}).items()}
+    db = db_established(ev)
     counts = [db.get(r) for r, n in zip(rounds, waiters, strict=False) if n > 0]
     if len(counts) < 2 or counts[-1] is None:
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import SQL_POOL_PER_REQUEST
-from .common import capture_advice, confidence, heap_sites, inferred_sites
+from .common import capture_advice, confidence, db_established, heap_sites, inferred_sites
 
 #: More live pools than this in one process is unusual even for sharded services.
 MANY_POOLS = 8
@@ -23,8 +23,7 @@ def detect(ev: Evidence) -> list[Finding]:
     p_trend = trend(sum_by_round(pools, "count"), g_rounds)
     heap = ev.heap[ev.heap["heap_site"] == "sql.DB"]
     o_trend = trend(sum_by_round(heap, "inuse_objects"), ev.heap_rounds())
-    db_est = {r: v.get("db_established", 0) for r, v in ev.series.get("db_check", {}).items()}
-    s_trend = trend(db_est)
+    s_trend = trend(db_established(ev))
     max_open = _max_open(ev)
 
     growing = p_trend.growing(min_delta=2) or o_trend.growing(min_delta=2)
