@@ -29,6 +29,7 @@ PLANTED = {
     "conn": ("lookupUserDedicatedConnLeaky", "sql_conn_leak"),
     "grpc": ("lookupPriceDialPerRequest", "grpc_conn_leak"),  # tools/grpcservice
     "redis": ("cachedPriceLeakyConn", "redis_pool_exhausted"),  # tools/grpcservice + Redis
+    "mysql": ("firstItemsLeakyRows", "sql_rows_leak"),  # tools/mysqlservice + MariaDB
 }
 
 

