@@ -64,6 +64,13 @@ class StackInfo:
                 return Site(self.functions[d], self.files[d], self.lines[d])
         return None
 
+    def frame_in(self, functions: set[str]) -> Site | None:
+        """The innermost app frame whose function is one of ``functions``, or None."""
+        for d, cls in enumerate(self.classes):
+            if cls == APP and self.functions[d] in functions:
+                return Site(self.functions[d], self.files[d], self.lines[d])
+        return None
+
     def caller_of(self, site: Site) -> Site | None:
         """The next app frame rootward of ``site`` in another function (a closure's own
         function, ``F`` of ``F.func1``, counts as the same): who called the site."""

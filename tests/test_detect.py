@@ -80,14 +80,17 @@ def test_parent_in_flight_is_a_candidate_not_the_cause(analyses):
     transfer in flight: the goroutine that began one open Tx was running inside
     applyTransfer, the helper both transfer variants call, healthy or not. A parent seen
     in one round may be a healthy request: it is a candidate, never the named cause, and
-    it must not hide the candidates the pool calls give (the line that begins the Tx)."""
+    it must not hide the candidates the pool calls give (the line that begins the Tx). Of
+    the parent's frames, the one that begins Tx (per the heap's history) is named, not
+    the helper it has moved on to."""
     bundles = _bundles("tx-inflight")
     require(bool(bundles), "sample bundle tx-inflight-go1.27 missing")
     a = analyses(bundles[0])
     tx = next(f for f in a.findings if f.kind == "sql_tx_leak")
     in_flight = [s for s in tx.sites if "in flight" in s.note]
-    assert any(s.function.endswith("applyTransfer") for s in in_flight), tx.sites
-    assert all(s.inferred for s in in_flight)
+    assert in_flight and all(s.inferred for s in in_flight), tx.sites
+    assert all(s.function.endswith("transferFundsLeakyTx") for s in in_flight), in_flight
+    assert not any(c.function.endswith("applyTransfer") for c in a.call_sites)
     assert a.call_sites[0].function.endswith("transferFundsLeakyTx")
     assert not [c.function for c in a.call_sites if not c.inferred]
 

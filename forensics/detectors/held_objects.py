@@ -215,6 +215,7 @@ def _parent_sites(ev: Evidence, holders, spec: Spec) -> list[SiteEvidence]:
     for ids in ev.live_ids.values():
         for gid in ids:
             alive[gid] = alive.get(gid, 0) + 1
+    openers = _openers(ev, spec)
     out: dict[tuple, SiteEvidence] = {}
     for rec in holders.itertuples():
         ids = ev.live_ids.get(int(rec.round), {})
@@ -222,7 +223,9 @@ def _parent_sites(ev: Evidence, holders, spec: Spec) -> list[SiteEvidence]:
         for parent in rec.parents:
             sid = ids.get(parent)
             info = ev.stacks.get(sid) if sid is not None else None
-            site = info.app_frame() if info else None
+            # The parent has moved on since it opened the object: of its frames, the one
+            # known to make the opening pool call, else where it is now.
+            site = (info.frame_in(openers) or info.app_frame()) if info else None
             if site is None:
                 continue
             se = out.get(site)
@@ -238,6 +241,20 @@ def _parent_sites(ev: Evidence, holders, spec: Spec) -> list[SiteEvidence]:
             se.goroutines += 1
             se.stack_ids = sorted(set(se.stack_ids) | {int(sid)})
     return list(out.values())
+
+
+def _openers(ev: Evidence, spec: Spec) -> set[str]:
+    """App functions seen making the pool call that opens ``spec``'s object (a Tx: begin),
+    in the heap's allocation history or in any goroutine."""
+    calls = CALLS_FOR_KIND.get(spec.leak_kind, ())
+    if not calls:
+        return set()
+    found: set[str] = set()
+    for rows in (ev.heap_calls, ev.goroutines):
+        if len(rows) and "pool_call" in rows:
+            hit = rows[rows["pool_call"].isin(calls)]
+            found |= {str(f) for f in hit["site_function"].dropna().unique()}
+    return found
 
 
 def _inferred_sites(ev: Evidence, spec: Spec) -> list[SiteEvidence]:
