@@ -131,8 +131,9 @@ class Evidence:
     #: goroutine id -> stack_id per round, to follow "created by ... in goroutine P".
     live_ids: dict[int, dict[int, int]] = field(default_factory=dict)
     _rounds: dict[str, list[int]] = field(default_factory=dict, repr=False)
-    #: cache of detectors.common.pass_through_helpers
-    _helpers: set[str] | None = field(default=None, repr=False)
+    #: what the detectors work out from the evidence once and several rules read
+    #: (detectors.common.memo)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def proven(self, sigs: tuple[str, ...]) -> int:
         """Goroutines of these signatures the runtime proved leaked (latest round)."""

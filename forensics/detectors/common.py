@@ -3,9 +3,10 @@ site, what heap sampling can see, and how agreement and growth become confidence
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -248,8 +249,22 @@ def _waiting_on_db(ev: Evidence) -> dict[int, int]:
     return sum_by_round(io[io["stack_id"].isin(in_call)], "count")
 
 
+T = TypeVar("T")
+
+
+def memo(ev: Evidence, key: str, compute: Callable[[Evidence], T]) -> T:
+    """``compute(ev)``, worked out once per evidence: several rules read the same facts."""
+    if key not in ev._memo:
+        ev._memo[key] = compute(ev)
+    return ev._memo[key]
+
+
 def silent_connections(ev: Evidence) -> Silent | None:
     """:class:`Silent` of the bundle, or None without ``ss -i`` timers."""
+    return memo(ev, "silent_connections", _silent_connections)
+
+
+def _silent_connections(ev: Evidence) -> Silent | None:
     check = ev.series.get("db_check", {})
     rounds = sorted(r for r, v in check.items() if v.get("db_quiet") is not None)
     if not rounds:
@@ -316,16 +331,17 @@ def pass_through_helpers(ev: Evidence) -> set[str]:
     that never calls a Rows/Tx method itself, called by functions that do. The line to
     read is the caller's, where the object should have been closed. (A function that
     works with the rows itself is where they are closed or not: it stays the site.)"""
-    if ev._helpers is None:
-        h = ev.heap_calls
-        ev._helpers = set()
-        if len(h) and "caller_function" in h:
-            calls = h[h["caller_function"].notna() & h["pool_call"].astype(bool)]
-            pairs = set(zip(calls["site_function"], calls["caller_function"], strict=True))
-            users = object_users(ev.stacks, {f for pair in pairs for f in pair})
-            ev._helpers = {site for site, caller in pairs
-                           if site not in users and caller in users}
-    return ev._helpers
+    return memo(ev, "pass_through_helpers", _pass_through_helpers)
+
+
+def _pass_through_helpers(ev: Evidence) -> set[str]:
+    h = ev.heap_calls
+    if not len(h) or "caller_function" not in h:
+        return set()
+    calls = h[h["caller_function"].notna() & h["pool_call"].astype(bool)]
+    pairs = set(zip(calls["site_function"], calls["caller_function"], strict=True))
+    users = object_users(ev.stacks, {f for pair in pairs for f in pair})
+    return {site for site, caller in pairs if site not in users and caller in users}
 
 
 def _past_helpers(ev: Evidence, rows: pd.DataFrame, helpers: set[str]) -> pd.DataFrame:
