@@ -1,21 +1,12 @@
 #!/bin/sh
-# Build pricing-gateway (grpc-go 1.33 client and a gRPC backend) with Debian's Go 1.19 in
-# GOPATH mode, offline, against the Debian packaged grpc-go
-# (apt-get install golang-1.19 golang-google-grpc-dev).
+# Build pricing-gateway (grpc-go 1.33 client and a gRPC backend, redigo cache) with Debian's
+# Go 1.19 in GOPATH mode, offline, against the Debian packaged sources
+# (apt-get install golang-1.19 golang-google-grpc-dev golang-github-gomodule-redigo-dev).
 #
 #   tools/grpcservice/build.sh OUTDIR      -> OUTDIR/pricing-gateway-go1.19
 set -eu
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
-OUT=$(mkdir -p "$1" && cd "$1" && pwd)
-SRC=$(cd "$(dirname "$0")" && pwd)
-GO=${GO119:-/usr/lib/go-1.19/bin/go}
-[ -x "$GO" ] || { echo "Go 1.19 not found at $GO (apt-get install golang-1.19)" >&2; exit 1; }
-[ -d /usr/share/gocode/src/google.golang.org/grpc/health ] && [ -d /usr/share/gocode/src/github.com/gomodule/redigo/redis ] ||
-	{ echo "grpc-go or redigo sources not found (apt-get install golang-google-grpc-dev golang-github-gomodule-redigo-dev)" >&2; exit 1; }
-tree=$OUT/gopath/src/example.com/pricing-gateway
-rm -rf "$tree" && mkdir -p "$tree"
-cp "$SRC"/*.go "$tree"/
-: "${GOCACHE:=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}"
-export GOCACHE CGO_ENABLED=0 GO111MODULE=off GOPATH="$OUT/gopath:/usr/share/gocode" GOFLAGS=
-(cd "$tree" && "$GO" build -o "$OUT/pricing-gateway-go1.19" .)
-echo "$OUT/pricing-gateway-go1.19"
+HERE=$(dirname "$0")
+exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/pricing-gateway pricing-gateway-go1.19 \
+	"$1" google.golang.org/grpc/health=golang-google-grpc-dev \
+	github.com/gomodule/redigo/redis=golang-github-gomodule-redigo-dev

@@ -5,16 +5,6 @@
 #   tools/pgxservice/build.sh OUTDIR      -> OUTDIR/inventory-api-go1.19
 set -eu
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
-OUT=$(mkdir -p "$1" && cd "$1" && pwd)
-SRC=$(cd "$(dirname "$0")" && pwd)
-GO=${GO119:-/usr/lib/go-1.19/bin/go}
-[ -x "$GO" ] || { echo "Go 1.19 not found at $GO (apt-get install golang-1.19)" >&2; exit 1; }
-[ -d /usr/share/gocode/src/github.com/jackc/pgx/v4/pgxpool ] ||
-	{ echo "pgx v4 sources not found (apt-get install golang-github-jackc-pgx-v4-dev)" >&2; exit 1; }
-tree=$OUT/gopath/src/example.com/inventory-api
-rm -rf "$tree" && mkdir -p "$tree"
-cp "$SRC"/*.go "$tree"/
-: "${GOCACHE:=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}"
-export GOCACHE CGO_ENABLED=0 GO111MODULE=off GOPATH="$OUT/gopath:/usr/share/gocode" GOFLAGS=
-(cd "$tree" && "$GO" build -o "$OUT/inventory-api-go1.19" .)
-echo "$OUT/inventory-api-go1.19"
+HERE=$(dirname "$0")
+exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api inventory-api-go1.19 "$1" \
+	github.com/jackc/pgx/v4/pgxpool=golang-github-jackc-pgx-v4-dev
