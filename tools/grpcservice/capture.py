@@ -12,23 +12,18 @@ runs. Every process it starts is stopped before it exits.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tools"), str(ROOT / "tools" / "leakyservice")]
+sys.path.insert(0, str(HERE.parent))
 
-import loadgen  # noqa: E402
+import servicekit  # noqa: E402
 from servicekit import free_port, start, stop  # noqa: E402
-
-from forensics import collect  # noqa: E402
 
 BINARY = "pricing-gateway-go1.19"
 
@@ -47,11 +42,7 @@ def missing(redis: bool = False) -> str | None:
 
 
 def build(out: Path) -> Path:
-    res = subprocess.run(["sh", str(HERE / "build.sh"), str(out)], capture_output=True,
-                         text=True, timeout=600, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"grpcservice/build.sh failed:\n{res.stderr[-3000:]}")
-    return out / BINARY
+    return servicekit.build(HERE / "build.sh", out, BINARY)
 
 
 def _start_redis() -> tuple[subprocess.Popen[str], str]:
@@ -69,57 +60,29 @@ def capture(binary: Path, bundle: Path, mode: str = "dialperreq", rate: float = 
     gateway its Redis price cache (always in mode rediscache); the manifest names Redis
     as the capture's data store."""
     redis = redis or mode == "rediscache"
-    started: list[subprocess.Popen[str]] = []
-    try:
-        return _capture(binary, bundle, mode, rate, rounds, interval, warmup, memprofilerate,
-                        redis, started)
-    finally:
-        for proc in reversed(started):
-            stop(proc)
-
-
-def _capture(binary: Path, bundle: Path, mode: str, rate: float, rounds: int,
-             interval: float, warmup: float, memprofilerate: int, redis: bool,
-             started: list[subprocess.Popen[str]]) -> str:
-    stores: list[str] = []
-    extra: list[str] = []
-    if redis:
-        proc, addr = _start_redis()
-        started.append(proc)
-        stores, extra = [addr], ["-redis", addr]
-    backend, bfacts = start([str(binary), "-role", "backend", "-listen", "127.0.0.1:0"],
-                             "backend")
-    started.append(backend)
-    gateway, facts = start([str(binary), "-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
-                             "-backend", bfacts["backend"], "-mode", mode,
-                             "-memprofilerate", str(memprofilerate), *extra], "app")
-    started.append(gateway)
-    limit = warmup + (rounds - 1) * interval + 3
-    stats: list[loadgen.Stats] = []
-    load = threading.Thread(target=lambda: stats.append(loadgen.drive(
-        base=facts["app"], mix="price", total=10_000, rate=rate, concurrency=8,
-        time_limit=limit, timeout=2.0)))
-    load.start()
-    try:
-        time.sleep(warmup)
-        collect.run(int(facts["pid"]), facts["pprof"], bundle, dbstats_url=None,
-                    rounds=rounds, interval=interval, db_addresses=stores or None)
-    finally:
-        load.join(limit + 10)
-    return str(stats[0]) if stats else "no load"
+    with contextlib.ExitStack() as running:
+        stores: list[str] = []
+        extra: list[str] = []
+        if redis:
+            proc, addr = _start_redis()
+            running.callback(stop, proc)
+            stores, extra = [addr], ["-redis", addr]
+        backend, bfacts = start([str(binary), "-role", "backend", "-listen", "127.0.0.1:0"],
+                                "backend")
+        running.callback(stop, backend)
+        gateway, facts = start([str(binary), "-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
+                                "-backend", bfacts["backend"], "-mode", mode,
+                                "-memprofilerate", str(memprofilerate), *extra], "app")
+        running.callback(stop, gateway)
+        return servicekit.load_and_collect(
+            facts, bundle, mix="price", rate=rate, rounds=rounds, interval=interval,
+            warmup=warmup, timeout=2.0, db_addresses=stores or None)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bundle", type=Path)
-    ap.add_argument("--mode", default="dialperreq",
-                    choices=("dialperreq", "rediscache", "healthy"))
+    ap = servicekit.capture_args(__doc__.split("\n\n")[0],
+                                 ("dialperreq", "rediscache", "healthy"))
     ap.add_argument("--redis", action="store_true", help="give the gateway its Redis cache")
-    ap.add_argument("--rate", type=float, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--interval", type=float, default=4)
-    ap.add_argument("--warmup", type=float, default=3)
-    ap.add_argument("--memprofilerate", type=int, default=4096)
     args = ap.parse_args()
     why = missing(args.redis or args.mode == "rediscache")
     if why:

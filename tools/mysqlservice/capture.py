@@ -11,23 +11,18 @@ while the load runs. Every process it starts is stopped before it exits.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tools"), str(ROOT / "tools" / "leakyservice")]
+sys.path.insert(0, str(HERE.parent))
 
-import loadgen  # noqa: E402
+import servicekit  # noqa: E402
 from servicekit import free_port, start, stop  # noqa: E402
-
-from forensics import collect  # noqa: E402
 
 BINARY = "catalog-api-go1.19"
 
@@ -46,11 +41,7 @@ def missing() -> str | None:
 
 
 def build(out: Path) -> Path:
-    res = subprocess.run(["sh", str(HERE / "build.sh"), str(out)], capture_output=True,
-                         text=True, timeout=600, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"mysqlservice/build.sh failed:\n{res.stderr[-3000:]}")
-    return out / BINARY
+    return servicekit.build(HERE / "build.sh", out, BINARY)
 
 
 def _start_mariadb(work: Path) -> tuple[subprocess.Popen[str], str]:
@@ -72,45 +63,24 @@ def capture(binary: Path, bundle: Path, mode: str = "rows", maxopen: int = 6,
             rate: float = 10, rounds: int = 3, interval: float = 4, warmup: float = 3,
             memprofilerate: int = 4096) -> str:
     """Run one capture; returns the load generator's summary line."""
-    started: list[subprocess.Popen[str]] = []
-    with tempfile.TemporaryDirectory(prefix="catalog-db-") as tmp:
-        try:
-            db, addr = _start_mariadb(Path(tmp))
-            started.append(db)
-            svc, facts = start([str(binary), "-listen", "127.0.0.1:0", "-pprof",
-                                 "127.0.0.1:0", "-dsn", f"root@tcp({addr})/catalog",
-                                 "-mode", mode, "-maxopen", str(maxopen),
-                                 "-memprofilerate", str(memprofilerate)], "app")
-            started.append(svc)
-            limit = warmup + (rounds - 1) * interval + 3
-            stats: list[loadgen.Stats] = []
-            load = threading.Thread(target=lambda: stats.append(loadgen.drive(
-                base=facts["app"], mix="items", total=10_000, rate=rate, concurrency=8,
-                time_limit=limit, timeout=1.0)))
-            load.start()
-            try:
-                time.sleep(warmup)
-                collect.run(int(facts["pid"]), facts["pprof"], bundle,
-                            dbstats_url=facts["pprof"] + "/debug/dbstats", rounds=rounds,
-                            interval=interval, db_addresses=[addr])
-            finally:
-                load.join(limit + 10)
-        finally:
-            for proc in reversed(started):
-                stop(proc)
-    return str(stats[0]) if stats else "no load"
+    with tempfile.TemporaryDirectory(prefix="catalog-db-") as tmp, \
+            contextlib.ExitStack() as running:
+        db, addr = _start_mariadb(Path(tmp))
+        running.callback(stop, db)
+        svc, facts = start([str(binary), "-listen", "127.0.0.1:0", "-pprof", "127.0.0.1:0",
+                            "-dsn", f"root@tcp({addr})/catalog", "-mode", mode,
+                            "-maxopen", str(maxopen), "-memprofilerate", str(memprofilerate)],
+                           "app")
+        running.callback(stop, svc)
+        return servicekit.load_and_collect(
+            facts, bundle, mix="items", rate=rate, rounds=rounds, interval=interval,
+            warmup=warmup, timeout=1.0, dbstats_url=facts["pprof"] + "/debug/dbstats",
+            db_addresses=[addr])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bundle", type=Path)
-    ap.add_argument("--mode", default="rows", choices=("rows", "healthy"))
+    ap = servicekit.capture_args(__doc__.split("\n\n")[0], ("rows", "healthy"))
     ap.add_argument("--maxopen", type=int, default=6)
-    ap.add_argument("--rate", type=float, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--interval", type=float, default=4)
-    ap.add_argument("--warmup", type=float, default=3)
-    ap.add_argument("--memprofilerate", type=int, default=4096)
     args = ap.parse_args()
     why = missing()
     if why:
