@@ -399,6 +399,25 @@ def test_pgxpool_leak_is_named(pg, tmp_path: Path) -> None:
         [(f["kind"], f["severity"], f["summary"]) for f in doc["findings"]]
 
 
+def _leak_and_healthy(script, tmp_path: Path, leak_mode: str, missing: str | None,
+                      **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build a capture script's service, capture it in ``leak_mode`` and healthy, and
+    return both reports (skipped, or failed under CI, when ``missing`` says why not)."""
+    require(missing is None, str(missing))
+    binary = script.build(tmp_path / "build")
+    docs = []
+    for mode in (leak_mode, "healthy"):
+        bundle = tmp_path / f"{mode}.tar.gz"
+        script.capture(binary, bundle, mode, rate=10, rounds=ROUNDS, interval=INTERVAL,
+                       warmup=WARMUP, **options)
+        docs.append(_analyze(bundle))
+    return docs[0], docs[1]
+
+
+def _serious(doc: dict[str, Any]) -> list[str]:
+    return [f["summary"] for f in doc["findings"] if f["severity"] != "info"]
+
+
 # -- a gRPC client: tools/grpcservice (grpc-go 1.33) -----------------------------------------
 
 
@@ -406,44 +425,26 @@ def test_grpc_dial_per_request_is_named_and_the_shared_conn_is_clean(tmp_path: P
     """pricing-gateway dials a *grpc.ClientConn per request and never closes it: its own
     goroutines, the HTTP/2 connections to the backend and the live ClientConns all grow,
     and the heap names the dialing line. With one shared ClientConn nothing is reported."""
-    missing = grpc_capture.missing()
-    require(missing is None, str(missing))
-    binary = grpc_capture.build(tmp_path / "build")
-    docs = {}
-    for mode in ("dialperreq", "healthy"):
-        bundle = tmp_path / f"grpc-{mode}.tar.gz"
-        grpc_capture.capture(binary, bundle, mode, rate=10, rounds=ROUNDS, interval=INTERVAL,
-                             warmup=WARMUP)
-        docs[mode] = _analyze(bundle)
-    leak = docs["dialperreq"]
+    leak, healthy = _leak_and_healthy(grpc_capture, tmp_path, "dialperreq",
+                                      grpc_capture.missing())
     grpc = [f for f in leak["findings"] if f["kind"] == "grpc_conn_leak"]
     assert grpc and grpc[0]["severity"] == "high", [f["summary"] for f in leak["findings"]]
     assert leak["call_sites"][0]["function"].endswith(
         "main.(*gateway).lookupPriceDialPerRequest"), leak["call_sites"][:3]
-    serious = [f["summary"] for f in docs["healthy"]["findings"] if f["severity"] != "info"]
-    assert serious == []
+    assert _serious(healthy) == []
 
 
 def test_redigo_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path: Path) -> None:
     """The gateway's Redis price cache (redigo, MaxActive 8, Wait) keeps the connection on a
     cache miss: the pool empties, callers queue in (*Pool).waitVacantConn, and the line
     that gets the connection is where they queue. With every connection closed: clean."""
-    missing = grpc_capture.missing(redis=True)
-    require(missing is None, str(missing))
-    binary = grpc_capture.build(tmp_path / "build")
-    docs = {}
-    for mode in ("rediscache", "healthy"):
-        bundle = tmp_path / f"redis-{mode}.tar.gz"
-        grpc_capture.capture(binary, bundle, mode, rate=10, rounds=ROUNDS, interval=INTERVAL,
-                             warmup=WARMUP, redis=True)
-        docs[mode] = _analyze(bundle)
-    leak = docs["rediscache"]
+    leak, healthy = _leak_and_healthy(grpc_capture, tmp_path, "rediscache",
+                                      grpc_capture.missing(redis=True), redis=True)
     redis = [f for f in leak["findings"] if f["kind"] == "redis_pool_exhausted"]
     assert redis and redis[0]["severity"] in ("medium", "high"), leak["findings"]
     assert leak["call_sites"][0]["function"].endswith(
         "main.(*priceCache).cachedPriceLeakyConn"), leak["call_sites"][:3]
-    serious = [f["summary"] for f in docs["healthy"]["findings"] if f["severity"] != "info"]
-    assert serious == []
+    assert _serious(healthy) == []
 
 
 # -- a MySQL driver: tools/mysqlservice (go-sql-driver/mysql on MariaDB) ---------------------
@@ -453,20 +454,10 @@ def test_mysql_rows_leak_is_named_and_the_healthy_service_is_clean(tmp_path: Pat
     """catalog-api leaks a *sql.Rows on go-sql-driver/mysql against a real MariaDB: the pool
     (MaxOpen 6) empties, callers queue in (*DB).conn, the six connections sit silent, and
     the only line that queries without closing is named. Done right: clean."""
-    missing = mysql_capture.missing()
-    require(missing is None, str(missing))
-    binary = mysql_capture.build(tmp_path / "build")
-    docs = {}
-    for mode in ("rows", "healthy"):
-        bundle = tmp_path / f"mysql-{mode}.tar.gz"
-        mysql_capture.capture(binary, bundle, mode, rate=10, rounds=ROUNDS, interval=INTERVAL,
-                              warmup=WARMUP)
-        docs[mode] = _analyze(bundle)
-    leak = docs["rows"]
+    leak, healthy = _leak_and_healthy(mysql_capture, tmp_path, "rows", mysql_capture.missing())
     assert any(f["kind"] == "sql_pool_exhausted" and f["severity"] == "high"
                for f in leak["findings"]), leak["findings"]
     assert leak["call_sites"][0]["function"].endswith("main.(*catalog).firstItemsLeakyRows"), \
         leak["call_sites"][:3]
-    serious = [f["summary"] for f in docs["healthy"]["findings"] if f["severity"] != "info"]
-    assert serious == []
+    assert _serious(healthy) == []
 
