@@ -648,6 +648,10 @@ class Trend:
         low = self.first
         return all(v >= low for v in self.values[1:]) and self.last >= max(self.values) * 0.9
 
+    def rises_every_round(self) -> bool:
+        """Up in every step over three rounds or more: accumulating, not a busy moment."""
+        return self.rounds >= 3 and all(b > a for a, b in itertools.pairwise(self.values))
+
     def describe(self) -> str:
         return " -> ".join(f"{v:g}" for v in self.values)
 

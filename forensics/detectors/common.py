@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import TypeVar
 
 import numpy as np
@@ -212,8 +211,7 @@ class Silent:
             return False
         if self.idle_known:
             return True
-        values = [self.held[r] for r in sorted(self.held)]
-        return len(values) >= 3 and all(b > a for a, b in pairwise(values))
+        return trend(self.held).rises_every_round()
 
     def describe(self) -> str:
         r = max(self.held)
@@ -376,6 +374,14 @@ def _with_via(note: str, rows: pd.DataFrame) -> str:
 def short_name(function: str) -> str:
     """``github.com/acme/svc/internal/store.(*Store).query`` -> ``store.(*Store).query``."""
     return function.rsplit("/", 1)[-1]
+
+
+def max_open(ev: Evidence) -> int | None:
+    """The largest MaxOpenConnections db.Stats reports (None without one, or 0: no limit)."""
+    st = ev.tables["dbstats"]
+    if not len(st) or not st["max_open"].notna().any():
+        return None
+    return int(st["max_open"].max()) or None
 
 
 def db_established(ev: Evidence) -> dict[int, int]:

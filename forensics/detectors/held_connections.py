@@ -23,11 +23,11 @@ from .common import (
     capture_advice,
     confidence,
     dbstats_trend,
-    inferred_sites,
+    max_open,
     pinned_pools,
     silent_connections,
 )
-from .pool_exhaustion import CALLS_KIND, HOLDING_CALLS
+from .pool_exhaustion import holding_candidates
 
 #: Findings that already explain held connections (their checks carry these numbers).
 SUPPRESSED_BY = frozenset({
@@ -45,8 +45,7 @@ def detect(ev: Evidence) -> list[Finding]:
     # Connections waiting for a long query's answer are in use too, and busy.
     busy = silent.busy if silent is not None else {}
     use = trend({r: max(0.0, n - busy.get(r, 0)) for r, n in zip(rounds, in_use, strict=False)})
-    climbing = (use.rounds >= 3 and use.delta >= MIN_IN_USE_RISE
-                and all(b > a for a, b in zip(use.values, use.values[1:], strict=False)))
+    climbing = use.delta >= MIN_IN_USE_RISE and use.rises_every_round()
     if held < MIN_SILENT_HELD and not climbing:
         return []
     checks = []
@@ -65,8 +64,8 @@ def detect(ev: Evidence) -> list[Finding]:
                                                          "waiting for a query)" if busy else "")))
     else:
         checks.append(Check("dbstats", "absent", "no db.Stats in the bundle"))
-    max_open = _max_open(ev)
-    near_limit = bool(max_open) and max(held, use.last) >= max_open / 2
+    pool_limit = max_open(ev)
+    near_limit = bool(pool_limit) and max(held, use.last) >= pool_limit / 2
     # The kernel's silence is the strong witness; InUse climbing alone is also what a
     # service ramping up its traffic looks like.
     severity = "high" if held >= MIN_SILENT_HELD and (near_limit or climbing) else "medium"
@@ -78,29 +77,16 @@ def detect(ev: Evidence) -> list[Finding]:
                      f"(longest {silent.longest_s[max(silent.longest_s)]} s)")
     if climbing:
         parts.append(f"db.Stats InUse climbs in every round ({use.describe()})")
-    limit = f" of MaxOpenConnections {max_open}" if max_open else ""
+    limit = f" of MaxOpenConnections {pool_limit}" if pool_limit else ""
     summary = ("Connections taken from the pool are not given back: " + "; ".join(parts)
                + f"{limit}. Some code path holds a *sql.Rows, *sql.Tx or *sql.Conn it never "
                "closes; the pool runs dry once they add up. Candidates are the lines that make "
                "pool calls able to hold a connection.")
-    sites = []
-    for call in HOLDING_CALLS:
-        causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
-                                         "connection until closed", calls=(call,))
-        for c in causes:
-            c.leak_kind = CALLS_KIND[call]
-        sites += causes
     return [Finding(kind=SQL_CONN_HELD, severity=severity, confidence=conf, summary=summary,
                     evidence={"sockets": {"silent_held_by_round": list(silent.held.values())
                                           if silent else []},
                               "dbstats": {"in_use_by_round": list(use.values),
                                           "pinned_rounds": pinned, "rounds": stat_rounds}},
-                    sites=sites, checks=checks,
+                    sites=holding_candidates(ev), checks=checks,
                     advice=capture_advice(ev, "holds the connections"))]
 
-
-def _max_open(ev: Evidence) -> int:
-    st = ev.tables["dbstats"]
-    if not len(st) or not st["max_open"].notna().any():
-        return 0
-    return int(st["max_open"].max())

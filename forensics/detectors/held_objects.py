@@ -95,9 +95,7 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     pinned, stat_rounds = pinned_pools(ev)
     strength = sum(signals) + (1 if pinned and pinned == stat_rounds else 0)
     # Holders rising in every step over three or more rounds: a leak, not a busy moment.
-    steady = h_trend.rounds >= 3 and all(b > a for a, b in zip(h_trend.values,
-                                                              h_trend.values[1:], strict=False))
-    strength += 1 if steady else 0
+    strength += 1 if h_trend.rises_every_round() else 0
     severity = "high" if strength >= 2 else "medium" if strength == 1 else "low"
 
     checks = _checks(ev, spec, h_trend, stuck, proven, o_trend)

@@ -32,8 +32,7 @@ def detect(ev: Evidence) -> list[Finding]:
     w_trend = trend(sum_by_round(waiting, "count"), g_rounds)
     latest = waiting[waiting["round"] == max(g_rounds)] if g_rounds else waiting
     long_wait = int(latest[latest["wait_max"].fillna(0) >= LONG_WAIT_MINUTES]["count"].sum())
-    steady = w_trend.rounds >= 3 and w_trend.delta >= 3 and all(
-        b > a for a, b in zip(w_trend.values, w_trend.values[1:], strict=False))
+    steady = w_trend.delta >= 3 and w_trend.rises_every_round()
     piling = w_trend.growing(min_delta=MIN_GROWTH) or steady
     if not (piling or long_wait >= MIN_LONG):
         return []

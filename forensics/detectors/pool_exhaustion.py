@@ -12,7 +12,7 @@ causes.
 from __future__ import annotations
 
 from ..evidence import Evidence, sum_by_round, trend
-from ..findings import Check, Finding
+from ..findings import Check, Finding, SiteEvidence
 from ..signatures import SQL_CONN, SQL_ROWS, SQL_STMT, SQL_TX, VICTIM_KINDS
 from .common import (
     capture_advice,
@@ -51,6 +51,19 @@ def detect(ev: Evidence) -> list[Finding]:
 #: Pools whose connections go to a data store the sockets label "database" (the manifest
 #: names it, or it listens on a well-known port such as 5432, 3306 or 6379).
 _DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
+
+
+def holding_candidates(ev: Evidence) -> list[SiteEvidence]:
+    """Inferred causes: the app lines whose pool calls can hold a connection until closed,
+    each with the leak it would be (a query: Rows, a begin: Tx ...)."""
+    sites = []
+    for call in HOLDING_CALLS:
+        causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
+                                         "connection until closed", calls=(call,))
+        for c in causes:
+            c.leak_kind = CALLS_KIND[call]
+        sites += causes
+    return sites
 
 
 def _capped_db_connections(ev: Evidence, kind: str, rounds: list[int],
@@ -157,11 +170,6 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
                                             "wait_count_by_round": list(wait_trend.values)}},
                       sites=victims_sites, checks=checks)
     if severity != "info" and is_sql:
-        for call in HOLDING_CALLS:
-            causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
-                                             "connection until closed", calls=(call,))
-            for c in causes:
-                c.leak_kind = CALLS_KIND[call]
-            finding.sites += causes
+        finding.sites += holding_candidates(ev)
         finding.advice = capture_advice(ev, "holds the connections")
     return finding

@@ -11,7 +11,14 @@ from __future__ import annotations
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding
 from ..signatures import SQL_POOL_PER_REQUEST
-from .common import capture_advice, confidence, db_established, heap_sites, inferred_sites
+from .common import (
+    capture_advice,
+    confidence,
+    db_established,
+    heap_sites,
+    inferred_sites,
+    max_open,
+)
 
 #: More live pools than this in one process is unusual even for sharded services.
 MANY_POOLS = 8
@@ -24,13 +31,13 @@ def detect(ev: Evidence) -> list[Finding]:
     heap = ev.heap[ev.heap["heap_site"] == "sql.DB"]
     o_trend = trend(sum_by_round(heap, "inuse_objects"), ev.heap_rounds())
     s_trend = trend(db_established(ev))
-    max_open = _max_open(ev)
+    pool_limit = max_open(ev)
 
     growing = p_trend.growing(min_delta=2) or o_trend.growing(min_delta=2)
     many = p_trend.last > MANY_POOLS
     if not (growing or many):
         return []
-    over_limit = bool(max_open) and s_trend.last > max_open
+    over_limit = bool(pool_limit) and s_trend.last > pool_limit
     checks = [Check("goroutines", "supports" if (growing or many) else "silent",
                     f"connectionOpener goroutines (one per *sql.DB): {p_trend.describe()}")]
     if o_trend.last:
@@ -42,7 +49,7 @@ def detect(ev: Evidence) -> list[Finding]:
     if s_trend.values:
         checks.append(Check("sockets", "supports" if over_limit else "silent",
                             f"ESTABLISHED to the database {s_trend.describe()}"
-                            + (f" vs MaxOpenConnections {max_open}" if max_open else "")))
+                            + (f" vs MaxOpenConnections {pool_limit}" if pool_limit else "")))
     else:
         checks.append(Check("sockets", "absent", "no socket listing in the bundle"))
     proven = ev.proven(("sql.db.connectionOpener", "pgxpool.healthcheck"))
@@ -57,21 +64,14 @@ def detect(ev: Evidence) -> list[Finding]:
                "repeatedly and the pools are never closed.")
     if over_limit:
         summary += (f" {int(s_trend.last)} connections to the database exceed the pool limit "
-                    f"of {max_open}.")
+                    f"of {pool_limit}.")
     return [Finding(
         kind=SQL_POOL_PER_REQUEST, severity=severity,
         confidence=confidence(checks, len(g_rounds), growing), summary=summary,
         evidence={"goroutines": {"pools_by_round": list(p_trend.values)},
                   "heap": {"inuse_objects_by_round": list(o_trend.values)},
                   "sockets": {"db_established_by_round": list(s_trend.values),
-                              "max_open": max_open}},
+                              "max_open": pool_limit}},
         sites=sites or inferred_sites(ev, note="calls sql.Open", calls=("open",)),
         checks=checks, advice="" if sites else capture_advice(ev, "calls sql.Open"))]
 
-
-def _max_open(ev: Evidence) -> int | None:
-    st = ev.tables["dbstats"]
-    if not len(st) or not st["max_open"].notna().any():
-        return None
-    m = int(st["max_open"].max())
-    return m or None
