@@ -73,7 +73,9 @@ app = _App(
 
 BundleArg = Annotated[
     Path,
-    typer.Argument(help="A bundle: .tar.gz/.tgz/.tar/.zip, a folder, or a single artifact file."),
+    typer.Argument(
+        metavar="BUNDLE",
+        help="A bundle: .tar.gz/.tgz/.tar/.zip, a folder, or a single artifact file."),
 ]
 
 
@@ -132,13 +134,17 @@ def _load(bundle: Path, limits_kwargs: dict | None = None, detect: bool = False)
 
 
 MaxMember = Annotated[int | None, typer.Option(
-    "--max-member-bytes", help="Skip members that inflate beyond this many bytes.")]
+    "--max-member-bytes", metavar="BYTES",
+    help="Skip members that inflate beyond this many bytes.")]
 MaxTotal = Annotated[int | None, typer.Option(
-    "--max-total-bytes", help="Stop reading the bundle after this many bytes in all.")]
+    "--max-total-bytes", metavar="BYTES",
+    help="Stop reading the bundle after this many bytes in all.")]
 MaxArtifacts = Annotated[int | None, typer.Option(
-    "--max-artifacts", min=0, help="Parse at most this many recognised artifacts (default 1000).")]
+    "--max-artifacts", min=0, metavar="N",
+    help="Parse at most this many recognised artifacts (default 1000).")]
 ParserSeconds = Annotated[float | None, typer.Option(
-    "--parser-seconds", min=0, help="Time budget of one parser on one artifact, in seconds "
+    "--parser-seconds", min=0, metavar="SECONDS",
+    help="Time budget of one parser on one artifact, in seconds "
     "(default 120; 0 = none). An artifact over budget fails with a warning.")]
 
 
@@ -204,7 +210,8 @@ def _print_inventory(analysis) -> None:
 @app.command()
 def tables(
     bundle: BundleArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="DIR", help="Folder for the Parquet files.")],
     max_member_bytes: MaxMember = None,
     max_total_bytes: MaxTotal = None,
     max_artifacts: MaxArtifacts = None,
@@ -226,21 +233,23 @@ def tables(
 def analyze(
     bundle: BundleArg,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Report file (.html, .md or .json; '-' for stdout). "
+        "--output", "-o", metavar="FILE", help="Report file (.html, .md or .json; '-' for stdout). "
         "Default: <bundle>-report.html in the current folder.")] = None,
     fmt: Annotated[Format | None, typer.Option(
         "--format", "-f", help="Report format; default from the --output extension, else html.")]
         = None,
     templates: Annotated[Path | None, typer.Option(
-        help="Folder with your own report.html.j2 / report.md.j2.")] = None,
+        metavar="DIR", help="Folder with your own report.html.j2 / report.md.j2.")] = None,
     fail_on: Annotated[Severity | None, typer.Option(
         help="Exit 1 when a finding of this severity or higher exists.")] = None,
     tables_out: Annotated[Path | None, typer.Option(
-        "--tables", help="Also write the tables as Parquet into this folder.")] = None,
+        "--tables", metavar="DIR",
+        help="Also write the tables as Parquet into this folder.")] = None,
     redact: Annotated[bool, typer.Option(
         help="Mask IPs, hostnames, user names and home paths in the report and tables.")] = False,
     redact_map: Annotated[Path | None, typer.Option(
-        "--redact-map", help="Save the token -> value map of --redact here (implies --redact); "
+        "--redact-map", metavar="FILE",
+        help="Save the token -> value map of --redact here (implies --redact); "
         "keep it with the bundle's owner, not in the ticket.")] = None,
     max_member_bytes: MaxMember = None,
     max_total_bytes: MaxTotal = None,
@@ -316,16 +325,20 @@ def _check_map_path(redact_map: Path, output: str | None, tables_out: Path | Non
 
 @app.command()
 def collect(
-    pid: Annotated[int | None, typer.Option(help="PID of the Go service.")] = None,
+    pid: Annotated[int | None, typer.Option(metavar="PID", help="PID of the Go service.")] = None,
     pprof_url: Annotated[str, typer.Option(
+        metavar="URL",
         help="Base URL of the service's net/http/pprof handler.")] = "http://127.0.0.1:6060",
     dbstats_url: Annotated[str | None, typer.Option(
-        help="URL that returns json.Marshal(db.Stats()).")] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="Capture rounds.")] = 3,
-    interval: Annotated[str, typer.Option(help="Time between rounds, e.g. 10s, 1m.")] = "10s",
+        metavar="URL", help="URL that returns json.Marshal(db.Stats()).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, metavar="N", help="Capture rounds.")] = 3,
+    interval: Annotated[str, typer.Option(
+        metavar="DURATION", help="Time between rounds, e.g. 10s, 1m.")] = "10s",
     db: Annotated[list[str] | None, typer.Option(
+        metavar="HOST:PORT",
         help="Database address host:port (repeatable), recorded in the manifest.")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Bundle to write (.tar.gz or folder).")]
+    out: Annotated[Path, typer.Option(
+        "-o", "--out", metavar="PATH", help="Bundle to write (.tar.gz or folder).")]
         = Path("bundle.tar.gz"),
     print_script: Annotated[bool, typer.Option(
         "--print-script", help="Print a POSIX shell collector for hosts without Python.")] = False,

@@ -136,29 +136,34 @@ def _print_summary(result: Any, console: Any, max_rows: int = 50) -> None:
 
 
 def batch(
-    source: Annotated[str, typer.Argument(help="Folder, glob, list file or fsspec URL.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (DIR).")],
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE", help="Folder, glob, list file or fsspec URL.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")],
     formats: Annotated[str, typer.Option(
-        "--format", "-f", help="Report formats, comma-separated: html, md, json.")]
+        "--format", "-f", metavar="FORMATS",
+        help="Report formats, comma-separated: html, md, json.")]
         = "html,json",
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Local worker processes (default: number of cores).")] = None,
+        min=1, metavar="N", help="Local worker processes (default: number of cores).")] = None,
     force: Annotated[bool, typer.Option(help="Redo bundles already done.")] = False,
     executor: Annotated[Executor, typer.Option(help="Where the work runs.")]
         = Executor.local,
     scheduler: Annotated[str | None, typer.Option(
+        metavar="ADDRESS",
         help="Dask scheduler address for --executor dask, e.g. tcp://host:8786.")] = None,
     max_member_bytes: Annotated[int | None, typer.Option(
-        "--max-member-bytes", help="Per bundle: skip members that inflate beyond this.")]
+        "--max-member-bytes", metavar="BYTES",
+        help="Per bundle: skip members that inflate beyond this.")]
         = None,
     max_total_bytes: Annotated[int | None, typer.Option(
-        "--max-total-bytes", help="Per bundle: stop reading after this many bytes.")] = None,
+        "--max-total-bytes", metavar="BYTES",
+        help="Per bundle: stop reading after this many bytes.")] = None,
     max_artifacts: Annotated[int | None, typer.Option(
-        "--max-artifacts", min=0,
+        "--max-artifacts", min=0, metavar="N",
         help="Per bundle: parse at most this many recognised artifacts (default 1000).")]
         = None,
     parser_seconds: Annotated[float | None, typer.Option(
-        "--parser-seconds", min=0,
+        "--parser-seconds", min=0, metavar="SECONDS",
         help="Time budget of one parser on one artifact, in seconds (default 120; 0 = "
              "none). An artifact over budget fails with a warning; the bundle goes on.")]
         = None,
@@ -196,14 +201,16 @@ FROM call_sites GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
 
 
 def query(
-    out: Annotated[Path, typer.Argument(help="The --out folder of 'forensics batch'.")],
-    sql: Annotated[str, typer.Argument(help="The SQL statement.")],
-    csv: Annotated[Path | None, typer.Option("--csv", help="Write the result as CSV.")]
+    out: Annotated[Path, typer.Argument(
+        metavar="DIR", help="The --out folder of 'forensics batch'.")],
+    sql: Annotated[str, typer.Argument(metavar="SQL", help="The SQL statement.")],
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", metavar="FILE", help="Write the result as CSV.")]
         = None,
     parquet: Annotated[Path | None, typer.Option(
-        "--parquet", help="Write the result as Parquet.")] = None,
+        "--parquet", metavar="FILE", help="Write the result as Parquet.")] = None,
     max_rows: Annotated[int, typer.Option(
-        min=1, help="Rows to print on the terminal.")] = 100,
+        min=1, metavar="N", help="Rows to print on the terminal.")] = 100,
 ) -> None:
     from .query import QueryError, rows_for_display, run, write_csv, write_parquet
 
@@ -246,13 +253,16 @@ disappeared. For bundles, each table's latest round is compared.
 
 
 def diff(
-    before: Annotated[Path, typer.Argument(help="The earlier bundle (or the only one).")],
-    after: Annotated[Path | None, typer.Argument(help="The later bundle.")] = None,
+    before: Annotated[Path, typer.Argument(
+        metavar="BEFORE", help="The earlier bundle (or the only one).")],
+    after: Annotated[Path | None, typer.Argument(metavar="AFTER", help="The later bundle.")] = None,
     rounds: Annotated[str | None, typer.Option(
+        metavar="FIRST:SECOND",
         help="Compare two rounds of BEFORE: FIRST:SECOND, e.g. 1:3.")] = None,
     fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="table or json.")]
         = DiffFormat.table,
-    top: Annotated[int, typer.Option(min=1, help="Rows per section in the table view.")]
+    top: Annotated[int, typer.Option(
+        min=1, metavar="N", help="Rows per section in the table view.")]
         = 20,
 ) -> None:
     from .bundle import BundleError
