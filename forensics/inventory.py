@@ -23,6 +23,7 @@ from typing import Any
 
 from .bundle import Member
 from .parsers.base import ParseResult
+from .timestamps import parse_time, time_in_text
 
 SNIFF_BYTES = 64 * 1024
 MIN_SCORE = 0.3
@@ -43,11 +44,6 @@ _NAME_HINTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(capture|meta|manifest)[^/]*\.json$", re.I), "capture manifest"),
 ]
 
-_TS = re.compile(
-    r"(?<!\d)(20\d{2})-?([01]\d)-?([0-3]\d)[T_ .-]?([0-2]\d)[:\-_.]?([0-5]\d)[:\-_.]?([0-5]\d)"
-    r"(?:[.,]\d+)?(Z|[+-]\d{2}:?\d{2})?(?!\d)"
-)
-_EPOCH = re.compile(r"(?<!\d)(1[5-9]\d{8})(?:\d{3,9})?(?!\d)")
 _ROUND_DIR = re.compile(
     r"^(?:round|rnd|r|capture|cap|run|snapshot|snap|iter|iteration|sample|t|pass)?[-_ ]?(\d{1,4})$",
     re.I,
@@ -125,24 +121,7 @@ def _preview(data: bytes) -> str:
 
 def time_from_path(path: str) -> datetime | None:
     """The last timestamp written in a path (folder or file name), as UTC."""
-    found = None
-    for m in _TS.finditer(path):
-        y, mo, d, h, mi, s, tz = m.groups()
-        try:
-            t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
-        except ValueError:
-            continue
-        if tz and tz != "Z":
-            sign = 1 if tz[0] == "+" else -1
-            digits = tz[1:].replace(":", "")
-            from datetime import timedelta
-
-            t = t - sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        found = t.replace(tzinfo=timezone.utc)
-    if found is None:
-        for m in _EPOCH.finditer(path):
-            found = datetime.fromtimestamp(int(m.group(1)), tz=timezone.utc)
-    return found
+    return time_in_text(path)
 
 
 def round_hint(path: str) -> tuple[str, int | None]:
@@ -160,31 +139,6 @@ def round_hint(path: str) -> tuple[str, int | None]:
         if found:
             number = int(found[-1])
     return "/".join(parts), number
-
-
-def parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        v = float(value)
-        if v > 1e17:
-            v /= 1e9
-        elif v > 1e14:
-            v /= 1e6
-        elif v > 1e11:
-            v /= 1e3
-        try:
-            return datetime.fromtimestamp(v, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
-        s = value.strip().replace("Z", "+00:00")
-        try:
-            t = datetime.fromisoformat(s)
-        except ValueError:
-            return time_from_path(value)
-        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    return None
 
 
 def _manifest_entries(arts: list[Artifact]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:

@@ -8,8 +8,10 @@ by grepping its ``goroutine N [`` headers or ``K @`` records).
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -516,6 +518,57 @@ def test_prefixed_and_space_indented_pastes_parse_the_same(corpus: Path, name: s
         pd.testing.assert_frame_equal(res.tables["goroutines"][cols],
                                       plain.tables["goroutines"][cols])
         pd.testing.assert_frame_equal(res.tables["stacks"], plain.tables["stacks"])
+
+
+def _docker_json_log(text: str) -> str:
+    """``/var/lib/docker/containers/<id>/<id>-json.log``: a record per line, ``\\n`` kept."""
+    return "".join(json.dumps({"log": line, "stream": "stderr",
+                               "time": f"2026-11-27T10:15:{i // 1000:02d}.{i:09d}Z"}) + "\n"
+                   for i, line in enumerate(text.splitlines(keepends=True)))
+
+
+def _journald_json(text: str) -> str:
+    """``journalctl -o json``: a record per message, no line end, microsecond clock."""
+    start = 1795774500_000000  # 2026-11-27T10:15:00Z
+    return "".join(json.dumps({"MESSAGE": line, "_PID": "4242",
+                               "__REALTIME_TIMESTAMP": str(start + i)}) + "\n"
+                   for i, line in enumerate(text.split("\n")))
+
+
+def _cri_log(text: str) -> str:
+    """A Kubernetes node's container log: time, stream, partial flag, then the line."""
+    return "".join(f"2026-11-27T10:15:00.{i:09d}Z stderr F {line}\n"
+                   for i, line in enumerate(text.split("\n")))
+
+
+@pytest.mark.parametrize("wrap", [_docker_json_log, _journald_json, _cri_log])
+@pytest.mark.parametrize("name", [
+    "defacto2-server-docs-todo-major-freeze-go122-sigquit.txt",
+    "gostackparse-go121_createdby.txt",
+])
+def test_dumps_taken_from_container_logs_parse_the_same(corpus: Path, name: str,
+                                                        wrap) -> None:
+    text = (GDIR / name).read_text()
+    plain = parse_bytes(text)
+    res = parse_bytes(wrap(text))
+    cols = ["goroutine_id", "state", "wait_minutes", "stack_id", "created_by",
+            "created_by_line", "parent_goroutine_id", "signature_id"]
+    pd.testing.assert_frame_equal(res.tables["goroutines"][cols],
+                                  plain.tables["goroutines"][cols])
+    pd.testing.assert_frame_equal(res.tables["stacks"], plain.tables["stacks"])
+    assert not [w for w in res.warnings if w not in plain.warnings]
+    # The log's clock says when the dump was printed: the minute of every record here.
+    when = datetime.fromtimestamp(res.meta["time_nanos"] / 1e9, tz=timezone.utc)
+    assert when.replace(second=0, microsecond=0) == datetime(2026, 11, 27, 10, 15,
+                                                             tzinfo=timezone.utc)
+
+
+def test_json_that_is_not_a_log_of_a_dump_is_left_alone() -> None:
+    text = '{"log": "listening on :8080\\n", "time": "2026-11-27T10:15:00Z"}\n'
+    with pytest.raises(ParseError):
+        parse_bytes(text)
+    assert "time_nanos" not in parse_bytes("goroutine 1 [running]:\nmain.main()\n"
+                                           "\t/app/main.go:5 +0x1d\n").meta
 
 
 def test_tabs_expanded_by_the_author(corpus: Path) -> None:

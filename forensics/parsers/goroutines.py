@@ -77,6 +77,8 @@ import pyarrow.compute as pc
 
 from ..schema import conform
 from ..stacks import Frame, StackTable, text_hash
+from ..timestamps import to_nanos
+from . import logwrap
 from .base import ParseContext, ParseError, ParseResult, decode_text
 
 KIND = "goroutines"
@@ -1042,9 +1044,19 @@ def _dump_format(text: str) -> str:
 
 def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     result = ParseResult()
-    text, prefix = strip_line_prefix(decode_text(data))
+    text = decode_text(data)
+    when = None
+    log = logwrap.unwrap_json_lines(text, _HEADER)
+    if log is not None:
+        text, when = log.text, log.time
+        result.meta["log_format"] = f"JSON lines, text in '{log.key}'"
+    stripped, prefix = strip_line_prefix(text)
     if prefix:
         result.meta["line_prefix"] = prefix
+        when = when or logwrap.prefix_time(text, _HEADER)
+    text = stripped
+    if when is not None:  # the time the log says the dump was printed
+        result.meta["time_nanos"] = to_nanos(when)
     out = _Out()
     sections = _sections(text)
     counted = _Counted(text, out, result)
