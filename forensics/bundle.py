@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import tarfile
 import time
@@ -54,7 +55,8 @@ class Member:
     path: str
     data: bytes
     mtime: float | None = None
-    #: "gzip" when the bytes were inflated from a gzip member.
+    #: "gzip" when the bytes were inflated from a gzip member, "http" when they were the
+    #: body of a saved HTTP response ("http+gzip": both).
     encoding: str = ""
 
     @property
@@ -162,9 +164,16 @@ class _Reader:
 
     def add(self, path: str, data: bytes, mtime: float | None, depth: int) -> None:
         """Add one file's bytes: inflate gzip, open nested archives, or keep as a member."""
-        data, encoding = self._maybe_gunzip(path, data)
+        body, status = http_body(data)
+        if status is not None and not 200 <= status < 300:
+            self.warn(path, f"skipped: the server answered HTTP {status} instead of sending "
+                            f"the artifact ({_first_line(body)!r})")
+            return
+        data, encoding = self._maybe_gunzip(path, body)
         if data is None:
             return
+        if status is not None:
+            encoding = "http+" + encoding if encoding else "http"
         if _looks_like_archive(data):
             if depth < self.limits.max_depth:
                 self._open_nested(path, data, depth + 1)
@@ -204,6 +213,28 @@ class _Reader:
                     read_tar(tf, self, prefix=path + "/", depth=depth)
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
             self.warn(path, f"nested archive unreadable: {exc}")
+
+
+_HTTP_STATUS = re.compile(rb"HTTP/\d(?:\.\d)? (\d{3})(?: [^\r\n]*)?\r?\n")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def http_body(data: bytes) -> tuple[bytes, int | None]:
+    """The body of an HTTP response saved with its headers (``curl -i``, and with ``-L``
+    one header block per redirect), and the last status; ``(data, None)`` when ``data``
+    does not start with a status line. curl has already undone chunked encoding."""
+    status = None
+    while (m := _HTTP_STATUS.match(data)) is not None:
+        end = _HEADER_END.search(data, m.end() - 2, m.end() + 64 * 1024)
+        if end is None:
+            break
+        status, data = int(m.group(1)), data[end.end():]
+    return data, status
+
+
+def _first_line(data: bytes, limit: int = 80) -> str:
+    text = data[:limit].decode("utf-8", "replace").strip().split("\n")[0]
+    return "".join(c if c.isprintable() else "." for c in text) or "empty body"
 
 
 def gunzip_bounded(data: bytes, limit: int) -> tuple[bytes | None, str]:

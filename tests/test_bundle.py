@@ -145,3 +145,44 @@ def test_member_count_limit(tmp_path):
 def test_missing_or_unreadable_bundle(tmp_path):
     with pytest.raises(BundleError, match="no such file"):
         read_bundle(tmp_path / "nope.tar.gz")
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_bundles" / "tx-go1.27.tar.gz"
+
+
+def _sample_member(suffix: str) -> bytes:
+    """A real artifact (gzip bytes as captured) from a sample bundle."""
+    with tarfile.open(SAMPLE) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith(suffix))
+        return tf.extractfile(member).read()  # type: ignore[union-attr]
+
+
+def test_http_responses_saved_with_headers_yield_their_body(tmp_path):
+    """``curl -i`` keeps the status line and headers; ``curl -iL`` one block per hop."""
+    heap = _sample_member("round-3/heap.pb.gz")
+    dump = _sample_member("round-3/goroutines.txt")
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+    hop = b"HTTP/1.1 301 Moved Permanently\r\nLocation: /debug/pprof/heap\r\n\r\n"
+    h2 = b"HTTP/2 200 \ncontent-type: text/plain; charset=utf-8\n\n"
+    p = _tar(tmp_path / "b.tar.gz", {"r1/heap.pb.gz": ok + heap,
+                                     "r1/goroutines.txt": hop + h2 + dump,
+                                     "r2/heap.pb.gz": heap})
+    b = read_bundle(p)
+    got = {m.path: m for m in b.members}
+    assert got["r1/heap.pb.gz"].data == got["r2/heap.pb.gz"].data == gzip.decompress(heap)
+    assert got["r1/heap.pb.gz"].encoding == "http+gzip"
+    assert got["r1/goroutines.txt"].data == dump
+    assert got["r1/goroutines.txt"].encoding == "http"
+    assert not b.warnings
+
+
+def test_http_error_responses_are_skipped_with_the_servers_words(tmp_path):
+    p = _tar(tmp_path / "b.tar.gz", {
+        "r1/heap.pb.gz": b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n\r\n"
+                         b"404 page not found\n",
+        "r1/notes.txt": b"HTTP/1.1 is the protocol we use\n\nnot a response\n"})
+    b = read_bundle(p)
+    assert [m.path for m in b.members] == ["r1/notes.txt"]  # no status line: left alone
+    (w,) = b.warnings
+    assert w.path == "r1/heap.pb.gz"
+    assert "HTTP 404" in w.message and "404 page not found" in w.message
