@@ -317,12 +317,14 @@ def round_facts(tables: Tables, conns: pd.DataFrame, pid: int | None) -> dict[st
         mine = fds if pid is None else fds[fds["pid"] == pid]
         procfd, lsof = _is(mine["tool"], "procfd"), _is(mine["tool"], "lsof")
         has_fd = mine["fd"].notna().to_numpy()
+        unnumbered = unnumbered_descriptors(mine)
         # (pid, fd) pairs; a null pid (-1) is one value of its own, as drop_duplicates has it
         pairs = np.column_stack([mine["pid"].to_numpy(dtype=np.int64, na_value=-1),
                                  mine["fd"].to_numpy(dtype=np.int64, na_value=-1)])
         for rnd, rows in _rounds(mine):
-            listed = (procfd if (procfd & rows).any() else lsof) & rows & has_fd
-            check.setdefault(rnd, {})["fds_open"] = len(np.unique(pairs[listed], axis=0))
+            tool = (procfd if (procfd & rows).any() else lsof) & rows
+            check.setdefault(rnd, {})["fds_open"] = (
+                len(np.unique(pairs[tool & has_fd], axis=0)) + int((tool & unnumbered).sum()))
     lim = tables["limits"]
     if len(lim):
         nofile = lim[lim["resource"].astype("string").str.contains("open files", case=False,
@@ -333,6 +335,18 @@ def round_facts(tables: Tables, conns: pd.DataFrame, pid: int | None) -> dict[st
             for rnd in set(check) | {int(r) for r in tables["artifacts"]["round"].dropna()}:
                 check.setdefault(rnd, {})["fd_soft_limit"] = int(soft.iloc[0])
     return {"sockets_by_state": by_state, "db_check": check}
+
+
+#: Kinds of ``fds`` rows that are open descriptors even without a number (BusyBox lsof
+#: prints them so, once each); lsof's cwd/rtd/txt/mem rows have a null fd too, and their
+#: own name as kind: they are not descriptors.
+DESCRIPTOR_KINDS = ("socket", "pipe", "anon_inode", "file", "dev", "ns", "other")
+
+
+def unnumbered_descriptors(fds: pd.DataFrame) -> np.ndarray:
+    """Rows of ``fds`` that are descriptors listed without their number."""
+    return (fds["fd"].isna() & fds["kind"].isin(DESCRIPTOR_KINDS)).fillna(False).to_numpy(
+        dtype=bool)
 
 
 def _is(col: pd.Series, value: str) -> np.ndarray:

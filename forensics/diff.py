@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from .correlate import unnumbered_descriptors
+
 SITE_KEY = ["function", "file", "line"]
 SITE_VALUES = ["goroutines", "heap_inuse_objects", "heap_inuse_bytes"]
 SIG_VALUES = ["goroutines", "wait_minutes_max"]
@@ -150,8 +152,13 @@ def totals(tables: Any, rnd: int | None) -> dict[str, int | None]:
         out[f"connections {state}"] = (int((conns["state"] == state).sum())
                                        if not conns.empty else None)
     fds = _rows_of(tables["fds"], rnd)
-    out["open fds"] = (int(fds.drop_duplicates(["pid", "fd"]).shape[0])
-                       if not fds.empty else None)
+    if not fds.empty:
+        unnumbered = unnumbered_descriptors(fds)
+        numbered = fds[fds["fd"].notna().to_numpy()]
+        out["open fds"] = int(numbered.drop_duplicates(["pid", "fd"]).shape[0]
+                              + unnumbered.sum())
+    else:
+        out["open fds"] = None
     db = _rows_of(tables["dbstats"], rnd)
     for col in ("in_use", "open", "wait_count"):
         out[f"db {col}"] = int(db[col].fillna(0).sum()) if not db.empty else None

@@ -6,11 +6,14 @@ taken from the parser's output.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import corpus_files
+from conftest import corpus_files, require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +26,7 @@ from forensics.parsers.netaddr import (
     service_port,
     split_endpoint,
 )
+from forensics.pipeline import build_tables
 
 
 def _parse(corpus: Path, name: str):
@@ -366,3 +370,66 @@ def pd_isna(v: object) -> bool:
     import pandas as pd
 
     return bool(pd.isna(v))
+
+
+# --- BusyBox lsof (Alpine images) -------------------------------------------------------
+
+
+def _busybox_lsof_of_self() -> str:
+    """What BusyBox's lsof prints for this process: it walks /proc/PID/fd and writes
+    ``printf("%d\\t%s\\t%s\\n", pid, exe, link)`` per entry (busybox procps/lsof.c).
+    Debian's busybox is built without that applet, so the lines are written here from
+    the same kernel links it would read."""
+    pid = os.getpid()
+    exe = os.readlink(f"/proc/{pid}/exe")
+    lines = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            lines.append(f"{pid}\t{exe}\t{os.readlink(f'/proc/{pid}/fd/{fd}')}\n")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    return "".join(lines)
+
+
+def test_busybox_lsof_gives_descriptors_and_socket_inodes(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    try:
+        text = _busybox_lsof_of_self()
+        assert lsof.sniff(text.encode(), "lsof.txt") > 0.5
+        res = lsof.parse(text.encode(), ParseContext(path="lsof.txt"))
+        fds = res.tables["fds"]
+        assert res.meta["format"] == "busybox-lsof" and res.meta["pid"] == os.getpid()
+        assert len(fds) == text.count("\n") and fds["fd"].isna().all()
+        inodes = set(fds.loc[fds["kind"] == "socket", "inode"].dropna().astype(int))
+        # For a socket, fstat's inode is the socket inode the link names.
+        for s in (listener, client, served):
+            assert os.fstat(s.fileno()).st_ino in inodes
+        assert res.tables["sockets"].empty  # BusyBox prints no endpoints
+    finally:
+        for s in (served, client, listener):
+            s.close()
+
+
+def test_busybox_lsof_joins_ss_by_inode_and_counts_descriptors(tmp_path: Path) -> None:
+    """With a real ``ss`` of the same moment, the sockets get their owner, and the
+    descriptors are counted although none has a number."""
+    ss = require_tool("ss")
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    try:
+        (tmp_path / "lsof.txt").write_text(text := _busybox_lsof_of_self())
+        out = subprocess.run([ss, "-tanpie"], capture_output=True, text=True, check=True)
+        (tmp_path / "ss.txt").write_text(out.stdout)
+        analysis = build_tables(tmp_path)
+        conns = analysis.tables["connections"]
+        port = client.getsockname()[1]
+        mine = conns[(conns["local_port"] == port) & (conns["state"] == "ESTABLISHED")]
+        assert list(mine["pid"]) == [os.getpid()]
+        check = analysis.series["db_check"]
+        assert [v["fds_open"] for v in check.values()] == [text.count("\n")]
+    finally:
+        for s in (served, client, listener):
+            s.close()

@@ -36,6 +36,11 @@ name as kind) and ``sockets`` (one row per socket descriptor: proto tcp/tcp6/udp
 IPv4/IPv6 rows, ``unix`` with the path as local_ip, ``sock`` for lsof's "can't identify
 protocol" sockets, the classic trace of a leaked, half-torn-down connection).
 
+BusyBox ``lsof`` (Alpine images, so many Go containers) takes no options and prints every
+process's descriptors as ``PID<TAB>EXE<TAB>LINK TARGET``: no fd numbers, no endpoints. Its
+rows go to ``fds`` with a null fd (each line is one descriptor: it reads ``/proc/PID/fd``,
+not the threads) and the socket inode, which joins them to ``ss`` or ``/proc/net/tcp``.
+
 Field output (``lsof -F pcftDn``, ``-F0``): ``p`` starts a process set (``c`` command,
 ``K`` task id), ``f`` starts a file set (``t`` type, ``d`` device character = the socket
 inode on Linux, ``i`` inode, ``P`` protocol, ``n`` name, ``TST=``/``TQR=``/``TQS=`` TCP
@@ -138,6 +143,8 @@ def sniff(head: bytes, name: str) -> float:
             return 0.95
     if _looks_like_fields(lines):
         return 0.9
+    if _looks_like_busybox(lines):
+        return 0.85
     rows = sum(1 for ln in lines if _parse_row(ln, None) is not None)
     ratio = rows / len(lines)
     if rows >= 1 and ratio >= 0.5:
@@ -153,6 +160,9 @@ def parse(data: bytes, ctx: ParseContext) -> ParseResult:
     if _looks_like_fields(nonempty):
         fds, socks = _parse_fields(lines, result)
         result.meta["format"] = "lsof-F"
+    elif _looks_like_busybox(nonempty):
+        fds, socks = _parse_busybox(lines, result), []
+        result.meta["format"] = "busybox-lsof"
     else:
         truncated = bool(text) and not text.endswith("\n")
         fds, socks = _parse_table(lines, result, truncated)
@@ -507,3 +517,33 @@ def _field_records(cur: dict) -> tuple[dict | None, dict | None]:
         if typ in _INET_TYPES and not cur.get("P") and "ST" not in tcp:
             sock["proto"] = None
     return fd_rec, sock
+
+
+# ---------------------------------------------------------------------------------------
+# BusyBox output
+
+_BUSYBOX_ROW = re.compile(r"(\d{1,10})\t([^\t]*)\t([^\t]+)")
+
+
+def _looks_like_busybox(lines: list[str]) -> bool:
+    """Most lines are ``PID<TAB>EXE<TAB>TARGET``, and some target is a /proc fd link."""
+    rows = [m for ln in lines[:200] if (m := _BUSYBOX_ROW.fullmatch(ln.rstrip("\r")))]
+    return len(rows) * 2 > len(lines[:200]) and any(
+        m.group(3).startswith(("socket:[", "pipe:[", "anon_inode:", "/")) for m in rows)
+
+
+def _parse_busybox(lines: list[str], result: ParseResult) -> list[dict]:
+    from .procfd import _classify  # one reading of /proc/PID/fd link targets
+
+    fds = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = _BUSYBOX_ROW.fullmatch(line.rstrip("\r"))
+        if m is None:
+            _skip(line, lineno, result)
+            continue
+        kind, inode = _classify(m.group(3))
+        fds.append({"pid": _num(m.group(1)), "fd": None, "kind": kind,
+                    "target": m.group(3), "inode": inode, "tool": "lsof"})
+    return fds
