@@ -23,6 +23,10 @@ def worst_level(findings) -> int:
     return max((severity_level(f.severity) for f in findings), default=-1)
 
 
+#: What a victim site says; a site that turns out to be a cause too says the second.
+VICTIM_NOTE = "waits for a connection (a victim, not the cause)"
+ALSO_WAITS_NOTE = "callers also wait here for a connection once the pool is empty"
+
 @dataclass
 class SiteEvidence:
     """What one detector says about one app call site."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-from .findings import CallSite, Finding, SiteEvidence
+from .findings import ALSO_WAITS_NOTE, VICTIM_NOTE, CallSite, Finding, SiteEvidence
 
 ROLE_WEIGHT = {"cause": 3.0, "holder": 2.0, "victim": 1.0}
+ROLE_ORDER = {"cause": 2, "holder": 1, "victim": 0}
 SEVERITY_WEIGHT = {"info": 0.0, "low": 0.5, "medium": 1.0, "high": 1.5, "critical": 2.0}
 
 
@@ -33,13 +34,19 @@ def rank(findings: list[Finding]) -> list[CallSite]:
             if score <= 0:
                 continue
             key = (s.function, s.file, s.line)
-            a = acc.setdefault(key, {"score": 0.0, "best": (-1.0, f.kind, s.role), "ev": {
+            a = acc.setdefault(key, {"score": 0.0, "best": ((-1, False, -1.0), f.kind, s.role),
+                                     "ev": {
                 "goroutines": 0, "heap_inuse_objects": 0, "heap_inuse_bytes": 0, "growth": 0.0,
                 "sockets": 0, "wait_minutes_max": None, "findings": []},
                 "direct": False, "stacks": {}, "notes": []})
             a["score"] += score
-            if score > a["best"][0]:
-                a["best"] = (score, s.leak_kind or f.kind, s.role)
+            # The site's role and leak kind: a cause before a holder before a victim, a
+            # named cause before an inferred one, then the louder finding. A line that
+            # takes connections and keeps them is a cause even when more callers wait on
+            # it (the same pool call both leaks and, once the pool is empty, waits).
+            rank_key = (ROLE_ORDER.get(s.role, 0), not s.inferred, score)
+            if rank_key > a["best"][0]:
+                a["best"] = (rank_key, s.leak_kind or f.kind, s.role)
             ev = a["ev"]
             ev["goroutines"] = max(ev["goroutines"], s.goroutines)
             ev["heap_inuse_objects"] = max(ev["heap_inuse_objects"], s.heap_inuse_objects)
@@ -60,7 +67,8 @@ def rank(findings: list[Finding]) -> list[CallSite]:
     ordered = sorted(acc.items(), key=lambda kv: -kv[1]["score"])
     out = []
     for i, ((function, file, line), a) in enumerate(ordered, start=1):
-        a["ev"]["notes"] = a["notes"]
+        a["ev"]["notes"] = [ALSO_WAITS_NOTE if n == VICTIM_NOTE and a["best"][2] != "victim"
+                            else n for n in a["notes"]]
         out.append(CallSite(rank=i, function=function, file=file, line=line,
                             leak_kind=a["best"][1], score=round(a["score"], 2),
                             role=a["best"][2], evidence=a["ev"],

@@ -213,8 +213,9 @@ HEAP_SITES: tuple[HeapSite, ...] = (
              ("github.com/jackc/pgx/v5/pgconn.connect", "github.com/jackc/pgx/v5/pgconn.connectOne",
               "github.com/jackc/pgconn.connect"),
              "pgconn.PgConn", "github.com/jackc/pgx"),
-    HeapSite("pgx.Rows", SQL_ROWS, ("github.com/jackc/pgx/v5.(*Conn).getRows",
-                                    "github.com/jackc/pgx/v4.(*Conn).getRows"),
+    # pgx v5 allocates each Rows in getRows; v4 carves them from a slab of 64 it keeps
+    # per connection, so a live v4 slab says a connection exists, not that rows are open.
+    HeapSite("pgx.Rows", SQL_ROWS, ("github.com/jackc/pgx/v5.(*Conn).getRows",),
              "pgx.Rows", "github.com/jackc/pgx"),
     HeapSite("sql.driverConn", SQL_POOL_EXHAUSTED, ("database/sql.(*DB).conn",
                                                     "database/sql.(*DB).openNewConnection"),
@@ -228,8 +229,9 @@ HEAP_SITES: tuple[HeapSite, ...] = (
              "*grpc.ClientConn", "google.golang.org/grpc"),
 )
 
-#: Pool calls an app site makes, by the database/sql frame directly below it: used to
-#: narrow causes from victims (a leaked Tx can only come from a site that begins one).
+#: Pool calls an app site makes, by the database/sql (or pgxpool) frame directly below it:
+#: used to narrow causes from victims (a leaked Tx can only come from a site that begins
+#: one).
 POOL_CALLS: dict[str, str] = {
     "database/sql.(*DB).BeginTx": "begin",
     "database/sql.(*DB).Begin": "begin",
@@ -246,6 +248,13 @@ POOL_CALLS: dict[str, str] = {
     "database/sql.(*DB).Ping": "ping",
     "database/sql.Open": "open",
 }
+# pgxpool (v4, v5): Acquire hands out a connection until Release, Query until the rows
+# are closed, Begin until Commit/Rollback; QueryRow and Exec give theirs back.
+for _v in ("v4", "v5"):
+    _pool = f"github.com/jackc/pgx/{_v}/pgxpool.(*Pool)."
+    POOL_CALLS.update({_pool + "Acquire": "conn", _pool + "Query": "query",
+                       _pool + "Begin": "begin", _pool + "BeginTx": "begin",
+                       _pool + "QueryRow": "query_row", _pool + "Exec": "exec"})
 
 #: Which pool calls can produce each leak kind (queries can leak Rows; QueryRow cannot).
 CALLS_FOR_KIND: dict[str, tuple[str, ...]] = {

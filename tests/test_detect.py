@@ -24,7 +24,10 @@ PLANTED = {
     "tx": ("transferFundsLeakyTx", "sql_tx_leak"),
     "openperreq": ("lookupUserOpenPerRequest", "sql_pool_per_request"),
     "body": ("fetchUpstreamLeakyBody", "http_body_leak"),
-    "pgxpool": ("reserveStockLeakyAcquire", "pgxpool_exhausted"),  # tools/pgxservice
+    # tools/pgxservice: pgx v4, a pool connection acquired and not released; pgx v5.9, rows
+    # not closed (no goroutine per query: the heap's live rows name the line)
+    "pgxpool": ("reserveStockLeakyAcquire", "sql_conn_leak"),
+    "pgx5": ("reserveStockLeakyRows", "sql_rows_leak"),
     "hang": ("fetchUpstreamNoTimeout", "http_request_hang"),
     "conn": ("lookupUserDedicatedConnLeaky", "sql_conn_leak"),
     "grpc": ("lookupPriceDialPerRequest", "grpc_conn_leak"),  # tools/grpcservice

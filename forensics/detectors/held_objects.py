@@ -28,6 +28,7 @@ from .common import (
     pinned_pools,
     pool_checks,
 )
+from .pool_exhaustion import held_pools
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ SPECS = (
     Spec(SQL_CONN, "*sql.Conn", (), ("sql.Conn",), "conn.Close()"),
 )
 DRIVER_SIGS = ("pq.watchCancel", "pgx.ctxwatch")
+#: Pools these objects draw connections from (pgx's Rows pin pgxpool's connections).
+SQL_POOLS = frozenset({"sql_pool_exhausted", "pgxpool_exhausted"})
+#: Heap sites of pgx's own objects, and what to call them (not *sql.Rows).
+_PGX_LABEL = {"pgx.Rows": "pgx.Rows"}
 
 #: A transaction or result set open for over a minute is almost never intended.
 STUCK_MINUTES = 1
@@ -84,7 +89,10 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     holders_growing = h_trend.growing()
     heap_growing = o_trend.growing()
     many = len(g_rounds) < 2 and h_trend.last >= SINGLE_ROUND_MANY
-    signals = [holders_growing, stuck >= MIN_STUCK, heap_growing, proven > 0]
+    # Growth stops once the pool is empty: then live objects of this kind, while callers
+    # wait for connections that are held and not in use, are what holds them.
+    pinning = bool(o_trend.last) and bool(held_pools(ev) & SQL_POOLS)
+    signals = [holders_growing, stuck >= MIN_STUCK, heap_growing, proven > 0, pinning]
     if not any(signals) and not many:
         return None
     if spec.always_holder and g_rounds and not (holders_growing or stuck >= MIN_STUCK
@@ -98,7 +106,8 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     strength += 1 if h_trend.rises_every_round() else 0
     severity = "high" if strength >= 2 else "medium" if strength == 1 else "low"
 
-    checks = _checks(ev, spec, h_trend, stuck, proven, o_trend)
+    label = _label(spec, heap)
+    checks = _checks(ev, spec, h_trend, stuck, proven, o_trend, label, pinning)
     growing = holders_growing or heap_growing
     conf = confidence(checks, max(len(g_rounds), len(h_rounds)), growing)
     sites = heap_sites(ev, heap)
@@ -113,21 +122,21 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
                   if (s.function, s.file, s.line) not in named]
     parts = []
     if h_trend.last:
-        parts.append(f"{int(h_trend.last)} goroutines hold open {spec.label}"
+        parts.append(f"{int(h_trend.last)} goroutines hold open {label}"
                      + (f" (growing {h_trend.describe()} over {h_trend.rounds} rounds)"
                         if holders_growing else "")
                      + (f", {stuck} of them for {STUCK_MINUTES}+ minutes" if stuck else ""))
     if o_trend.last:
-        parts.append(f"{int(o_trend.last)} live {spec.label} objects on the heap"
+        parts.append(f"{int(o_trend.last)} live {label} objects on the heap"
                      + (f" (growing {o_trend.describe()})" if heap_growing else ""))
     if proven:
         parts.append(f"the Go runtime proved {proven} of these goroutines leaked")
-    summary = (f"Leaked {spec.label}: " + "; ".join(parts) +
+    summary = (f"Leaked {label}: " + "; ".join(parts) +
                f". Each holds a pool connection until {spec.closes_with}.")
     if inferred and sites:
         summary += " The heap cannot name the line; candidates are inferred from the pool " \
                    "calls the service makes and the goroutines that opened them."
-    advice = capture_advice(ev, f"opens each {spec.label}") if inferred else ""
+    advice = capture_advice(ev, f"opens each {label}") if inferred else ""
     return Finding(
         kind=spec.leak_kind, severity=severity, confidence=conf, summary=summary,
         evidence={
@@ -161,30 +170,44 @@ def _unattributed_driver_holders(ev: Evidence, rows_holders):
     return extra, stuck, rows_holders
 
 
-def _checks(ev, spec, h_trend, stuck, proven, o_trend) -> list[Check]:
+def _label(spec: Spec, heap: pd.DataFrame) -> str:
+    """What to call the objects: pgx's own Rows when those are all the heap shows."""
+    sites = set(heap.loc[heap["inuse_objects"] > 0, "heap_site"].dropna().astype(str))
+    if sites and sites <= set(_PGX_LABEL):
+        return " / ".join(sorted({_PGX_LABEL[s] for s in sites}))
+    return spec.label
+
+
+def _checks(ev, spec, h_trend, stuck, proven, o_trend, label, pinning) -> list[Check]:
     checks = []
     if not len(ev.tables["goroutines"]):
         checks.append(Check("goroutines", "absent", "no goroutine dump in the bundle"))
     elif h_trend.growing() or stuck >= MIN_STUCK:
         checks.append(Check("goroutines", "supports",
-                            f"{spec.label} holder goroutines {h_trend.describe()}"
+                            f"{label} holder goroutines {h_trend.describe()}"
                             + (f"; {stuck} parked {STUCK_MINUTES}+ min" if stuck else "")))
     elif h_trend.last:
         checks.append(Check("goroutines", "silent",
                             f"{int(h_trend.last)} holders, not growing"))
     else:
         checks.append(Check("goroutines", "silent",
-                            "no holder goroutines (a context.Background() leak leaves none)"))
+                            "no holder goroutines (a context.Background() leak leaves "
+                            "none, and pgx 5.9+ starts none)"))
     if o_trend.growing():
-        checks.append(Check("heap", "supports", f"live {spec.label} {o_trend.describe()}"))
+        checks.append(Check("heap", "supports", f"live {label} {o_trend.describe()}"))
+    elif pinning:
+        checks.append(Check("heap", "supports",
+                            f"{int(o_trend.last)} live {label} while callers wait for the "
+                            "pool's connections, which are held and idle: these objects "
+                            "hold them"))
     elif o_trend.last:
-        checks.append(Check("heap", "silent", f"{int(o_trend.last)} live {spec.label}, "
+        checks.append(Check("heap", "silent", f"{int(o_trend.last)} live {label}, "
                                               "not growing (or no GC between rounds)"))
     elif heap_sees_small_objects(ev) is False:
         checks.append(Check("heap", "silent", "sampling period too coarse for these objects"))
     else:
         checks.append(absent_or_silent(ev, "heap", "heap_samples",
-                                       f"no live {spec.label} sampled"))
+                                       f"no live {label} sampled"))
     checks += pool_checks(ev)
     if proven:
         checks.append(Check("goroutineleak", "supports",

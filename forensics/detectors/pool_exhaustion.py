@@ -12,7 +12,7 @@ causes.
 from __future__ import annotations
 
 from ..evidence import Evidence, sum_by_round, trend
-from ..findings import Check, Finding, SiteEvidence
+from ..findings import VICTIM_NOTE, Check, Finding, SiteEvidence
 from ..signatures import SQL_CONN, SQL_ROWS, SQL_STMT, SQL_TX, VICTIM_KINDS
 from .common import (
     capture_advice,
@@ -21,6 +21,7 @@ from .common import (
     dbstats_trend,
     goroutine_sites,
     inferred_sites,
+    memo,
     pinned_pools,
     silent_connections,
 )
@@ -51,6 +52,8 @@ def detect(ev: Evidence) -> list[Finding]:
 #: Pools whose connections go to a data store the sockets label "database" (the manifest
 #: names it, or it listens on a well-known port such as 5432, 3306 or 6379).
 _DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
+#: Pools whose holding calls (queries, transactions, dedicated connections) are known.
+_HOLDING_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted")
 
 
 def holding_candidates(ev: Evidence) -> list[SiteEvidence]:
@@ -59,7 +62,8 @@ def holding_candidates(ev: Evidence) -> list[SiteEvidence]:
     sites = []
     for call in HOLDING_CALLS:
         causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
-                                         "connection until closed", calls=(call,))
+                                         "connection until closed or released",
+                                calls=(call,))
         for c in causes:
             c.leak_kind = CALLS_KIND[call]
         sites += causes
@@ -93,7 +97,21 @@ def _capped_db_connections(ev: Evidence, kind: str, rounds: list[int],
     return count
 
 
+def held_pools(ev: Evidence) -> frozenset[str]:
+    """Data-store pools whose callers wait while the connections are *held*, not busy:
+    waiters parked a minute or more, slots lost (no connection left behind the pool), or
+    the checked-out connections silent on the wire. Live objects that keep a connection
+    (a Rows, a Tx) are then holding the very connections the callers wait for."""
+    return memo(ev, "held_pools", lambda e: frozenset(
+        kind for kind in _DB_POOLS
+        if (f := _detect_kind(e, kind)) is not None and f.evidence.get("connections_held")))
+
+
 def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
+    return memo(ev, f"pool_exhaustion:{kind}", lambda e: _detect_kind_once(e, kind))
+
+
+def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
     g_rounds = ev.rounds_with("goroutines")
     victims = ev.goroutines[(ev.goroutines["leak_kind"] == kind)
                             & (ev.goroutines["role"] == "victim")]
@@ -151,7 +169,7 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
     conf = confidence(checks, len(g_rounds), v_trend.growing() or wait_trend.growing())
 
     victims_sites = goroutine_sites(ev, victims, role="victim",
-                                    note="waits for a connection (a victim, not the cause)")
+                                    note=VICTIM_NOTE)
     summary = (f"{label} exhausted: {int(v_trend.last)} callers waiting for a connection"
                + (f", {long_wait} of them for {LONG_WAIT_MINUTES}+ minutes" if long_wait else "")
                + (f"; pool pinned at its limit in {pinned} of {stat_rounds} rounds"
@@ -164,12 +182,13 @@ def _detect_kind(ev: Evidence, kind: str) -> Finding | None:
                    "no caller waited a minute and the pool is not pinned in every round, "
                    "which is what a busy healthy pool looks like.")
     finding = Finding(kind=kind, severity=severity, confidence=conf, summary=summary,
-                      evidence={"goroutines": {"waiters_by_round": list(v_trend.values),
+                      evidence={"connections_held": bool(long_wait or slots_lost or held_silent),
+                                "goroutines": {"waiters_by_round": list(v_trend.values),
                                                "waiting_1min_plus": long_wait},
                                 "dbstats": {"pinned_rounds": pinned, "rounds": stat_rounds,
                                             "wait_count_by_round": list(wait_trend.values)}},
                       sites=victims_sites, checks=checks)
-    if severity != "info" and is_sql:
+    if severity != "info" and kind in _HOLDING_POOLS:
         finding.sites += holding_candidates(ev)
         finding.advice = capture_advice(ev, "holds the connections")
     return finding

