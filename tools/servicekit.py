@@ -58,9 +58,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build(script: Path, out: Path, binary: str) -> Path:
-    """Run a service's build.sh into ``out``; the binary it wrote."""
-    res = subprocess.run(["sh", str(script), str(out)], capture_output=True, text=True,
+def build(script: Path, out: Path, binary: str, *args: str) -> Path:
+    """Run a service's build.sh into ``out`` (with ``args``: its variant); the binary it
+    wrote."""
+    res = subprocess.run(["sh", str(script), str(out), *args], capture_output=True, text=True,
                          timeout=600, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"{script.parent.name}/{script.name} failed:\n{res.stderr[-3000:]}")

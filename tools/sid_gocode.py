@@ -6,7 +6,8 @@ pgx v5 and puddle v2 (and the newer x/sync and x/text they build with) are only 
 unstable. This downloads those ``golang-*-dev`` packages from deb.debian.org (the archive
 the machine installs from), checks each against the SHA256 of the signed-by-Debian index it
 was listed in, and unpacks their ``/usr/share/gocode/src`` under DEST/gocode, nothing
-installed: a GOPATH entry for one build. Packages are looked up by name in the current
+installed: a GOPATH entry for one build (with ``vN`` links where a module's major version
+is not a folder of its own, as GOPATH mode needs). Packages are looked up by name in the current
 index, so the versions are whatever unstable holds that day; DEST/versions.txt says which.
 A DEST that already holds the same package versions is reused.
 """
@@ -27,7 +28,7 @@ INDEX = f"{MIRROR}/dists/sid/main/binary-all/Packages.xz"
 
 
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=120) as resp:  # noqa: S310 (fixed https/http archive)
+    with urllib.request.urlopen(url, timeout=120) as resp:
         return resp.read()
 
 
@@ -65,10 +66,27 @@ def fetch(dest: Path, packages: list[str]) -> Path:
             root = Path(tmp) / name
             subprocess.run(["dpkg-deb", "-x", str(path), str(root)], check=True)
             src = root / "usr" / "share" / "gocode" / "src"
-            if src.is_dir():
-                shutil.copytree(src, gocode, dirs_exist_ok=True, symlinks=True)
+            if not src.is_dir():  # a transitional package: name the one it depends on
+                raise SystemExit(f"{name} holds no Go sources (Depends: "
+                                 f"{info.get('Depends', 'nothing')})")
+            shutil.copytree(src, gocode, dirs_exist_ok=True, symlinks=True)
+    _major_version_dirs(gocode)
     stamp.write_text(versions)
     return gocode
+
+
+def _major_version_dirs(gocode: Path) -> None:
+    """A module ``example.com/m/v9`` packaged at ``example.com/m`` (go-redis v9 is) gets a
+    ``v9 -> .`` link, so GOPATH mode finds its import path."""
+    for mod in gocode.rglob("go.mod"):
+        words = mod.read_text(errors="replace").split()
+        path = words[words.index("module") + 1] if "module" in words[:-1] else ""
+        major = path.rsplit("/", 1)[-1]
+        here = mod.parent
+        if (major[:1] == "v" and major[1:].isdigit() and here.name != major
+                and path == here.relative_to(gocode).as_posix() + "/" + major
+                and not (here / major).exists()):
+            (here / major).symlink_to(".")
 
 
 def main(argv: list[str]) -> int:

@@ -213,6 +213,17 @@ class Silent:
             return True
         return trend(self.held).rises_every_round()
 
+    def held_while_waiting(self, waiting: dict[int, float]) -> tuple[int | None, int]:
+        """(round, silent connections not answering a query) in the last round where
+        callers wait for the pool: a pool with callers queued has no idle connection (it
+        would have handed it over), so each of them is checked out and forgotten. Needs no
+        db.Stats. (None, 0) without such a round."""
+        rounds = [r for r in self.quiet if waiting.get(r, 0) > 0]
+        if not rounds:
+            return None, 0
+        r = max(rounds)
+        return r, max(0, self.quiet[r] - self.busy.get(r, 0))
+
     def describe(self) -> str:
         r = max(self.held)
         if not self.quiet[r]:
@@ -230,7 +241,9 @@ class Silent:
 #: Frames of a database call in progress: a goroutine parked in IO wait under one of them
 #: is waiting for the server to answer (a long query), not forgetting its connection.
 _DB_CALL_FRAMES = ("database/sql.", "github.com/jackc/pgx", "github.com/jackc/pgconn",
-                   "github.com/lib/pq.", "github.com/go-sql-driver/mysql.")
+                   "github.com/lib/pq.", "github.com/go-sql-driver/mysql.",
+                   "github.com/redis/go-redis/", "github.com/go-redis/redis/",
+                   "github.com/gomodule/redigo/", "github.com/garyburd/redigo/")
 
 
 def _waiting_on_db(ev: Evidence) -> dict[int, int]:

@@ -11,10 +11,13 @@ causes.
 
 from __future__ import annotations
 
+from ..correlate import QUIET_MS
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import VICTIM_NOTE, Check, Finding, SiteEvidence
+from ..gosym import APP
 from ..signatures import SQL_CONN, SQL_ROWS, SQL_STMT, SQL_TX, VICTIM_KINDS
 from .common import (
+    MIN_SILENT_HELD,
     capture_advice,
     confidence,
     db_established,
@@ -53,21 +56,54 @@ def detect(ev: Evidence) -> list[Finding]:
 #: names it, or it listens on a well-known port such as 5432, 3306 or 6379).
 _DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
 #: Pools whose holding calls (queries, transactions, dedicated connections) are known.
-_HOLDING_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted")
+_HOLDING_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
 
 
-def holding_candidates(ev: Evidence) -> list[SiteEvidence]:
+def holding_candidates(ev: Evidence, kind: str = "sql_pool_exhausted") -> list[SiteEvidence]:
     """Inferred causes: the app lines whose pool calls can hold a connection until closed,
-    each with the leak it would be (a query: Rows, a begin: Tx ...)."""
-    sites = []
-    for call in HOLDING_CALLS:
-        causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
-                                         "connection until closed or released",
-                                calls=(call,))
-        for c in causes:
-            c.leak_kind = CALLS_KIND[call]
-        sites += causes
+    each with the leak it would be (a query: Rows, a begin: Tx ...); for a Redis pool, the
+    lines that take a dedicated connection."""
+    if kind == "redis_pool_exhausted":
+        sites = inferred_sites(ev, note="takes a dedicated Redis connection, which holds a "
+                                        "pool slot until Close", calls=("redis_conn",))
+    else:
+        sites = []
+        for call in HOLDING_CALLS:
+            causes = inferred_sites(ev, note=f"makes a {call} pool call, which can hold a "
+                                             "connection until closed or released",
+                                    calls=(call,))
+            for c in causes:
+                c.leak_kind = CALLS_KIND[call]
+            sites += causes
+    _credit_waiters_below(ev, kind, sites)
     return sites
+
+
+def _credit_waiters_below(ev: Evidence, kind: str, sites: list[SiteEvidence]) -> None:
+    """A candidate whose function the waiting callers pass through (they wait in a helper
+    it calls, after it took its connection) is credited with them: the line that leaks
+    is often one frame above the line that waits."""
+    g = ev.goroutines
+    rounds = ev.rounds_with("goroutines")
+    if not sites or not rounds or not len(g):
+        return
+    victims = g[(g["leak_kind"] == kind) & (g["role"] == "victim") & (g["round"] == rounds[-1])]
+    counts: dict[str, int] = {}
+    for sid, n in zip(victims["stack_id"], victims["count"], strict=True):
+        info = ev.stacks.get(int(sid)) if sid == sid and sid is not None else None
+        if info is None:
+            continue
+        first = info.app_frame()
+        above = {fn for fn, cls in zip(info.functions, info.classes, strict=True)
+                 if cls == APP and first is not None and fn != first.function}
+        for fn in above:
+            counts[fn] = counts.get(fn, 0) + int(n)
+    for s in sites:
+        n = counts.get(s.function, 0)
+        if n > s.goroutines:
+            s.goroutines = n
+            s.note = (s.note + f"; {n} of the callers waiting for the pool come through "
+                      "here").strip("; ")
 
 
 def _capped_db_connections(ev: Evidence, kind: str, rounds: list[int],
@@ -134,7 +170,10 @@ def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
     slots_lost = capped == 0
     # Waiters while the pool's connections sit silent (ss -i): they are held, not busy.
     silent = silent_connections(ev) if kind in _DB_POOLS else None
-    held_silent = silent is not None and silent.telling and v_trend.last > 0
+    waiting_round, held_waiting = (silent.held_while_waiting(
+        dict(zip(g_rounds, v_trend.values, strict=False))) if silent else (None, 0))
+    held_silent = silent is not None and v_trend.last > 0 and (
+        silent.telling or held_waiting >= MIN_SILENT_HELD)
     stuck = stuck or held_silent
     severity = ("high" if long_wait > 0 or (stuck and queue_grows) or slots_lost or held_silent
                 else "medium" if stuck or queue_grows or v_trend.last >= MANY_WAITERS
@@ -157,8 +196,14 @@ def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
                             "no connection to the data store while callers wait: the pool's "
                             "slots are held by objects never closed, whose connections the "
                             "garbage collector has already closed"))
-    if held_silent:
+    if held_silent and silent.telling:
         checks.append(Check("sockets", "supports", f"while callers wait, {silent.describe()}"))
+    elif held_silent:
+        checks.append(Check("sockets", "supports",
+                            f"in round {waiting_round}, while callers wait, {held_waiting} "
+                            f"connections to the store silent for {QUIET_MS // 1000}+ s and "
+                            "not answering a query: a pool with callers queued has none "
+                            "idle, so they are checked out and not in use"))
     if is_sql:
         if stat_rounds:
             checks.append(Check("dbstats", "supports" if pinned else "contradicts",
@@ -189,6 +234,6 @@ def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
                                             "wait_count_by_round": list(wait_trend.values)}},
                       sites=victims_sites, checks=checks)
     if severity != "info" and kind in _HOLDING_POOLS:
-        finding.sites += holding_candidates(ev)
+        finding.sites += holding_candidates(ev, kind)
         finding.advice = capture_advice(ev, "holds the connections")
     return finding

@@ -1,3 +1,5 @@
+//go:build !goredis
+
 package main
 
 import (
@@ -9,7 +11,7 @@ import (
 )
 
 // priceCache keeps looked-up prices in Redis through a redigo pool (modes "rediscache"
-// and "healthy" when -redis is set). The pool is bounded and callers wait for a vacant
+// and "healthy" when -redis is set; cache_goredis.go is the go-redis v9 build). The pool is bounded and callers wait for a vacant
 // connection, as production pools are configured.
 type priceCache struct {
 	pool  *redis.Pool

