@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .gosym import APP
+from .gosym import APP, RUNTIME, STDLIB
 from .schema import Tables
 from .signatures import DUMPER_FRAMES, GOROUTINE_SIGNATURES, HEAP_SITES, POOL_CALLS
 
@@ -450,6 +450,12 @@ def bucket_heap(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.Da
                     break
             if hit:
                 break
+        if hit and hit[0].part_of and any(
+                fn.startswith(hit[0].part_of) for fn in info.functions[hit[1] + 1:]):
+            continue  # the inside of an object another site counts
+        if hit and hit[0].own_object and any(cls not in (RUNTIME, STDLIB)
+                                             for cls in info.classes[:hit[1]]):
+            continue  # work the driver did under the site frame, not the object
         if hit:
             site = info.app_frame(hit[1])
             matched[int(sid)] = (hit[0], site)

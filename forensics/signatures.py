@@ -45,6 +45,14 @@ class HeapSite:
     frames: tuple[str, ...]
     object: str
     library: str = ""
+    #: Frames that, rootward of the allocation, make it a part of another site's object,
+    #: counted there (pgx's rows under database/sql are the inside of a *sql.Rows).
+    part_of: tuple[str, ...] = ()
+    #: The object itself, not the work done under the site frame: only allocations with
+    #: nothing but the standard library leafward of it count. Under queryDC the driver
+    #: prepares and caches statements per connection (pgx), objects that live as long as
+    #: the connection and say nothing about open rows.
+    own_object: bool = False
 
 
 # Leak kinds, used in findings and call sites.
@@ -194,14 +202,16 @@ DUMPER_FRAMES: tuple[str, ...] = (
 )
 
 HEAP_SITES: tuple[HeapSite, ...] = (
-    HeapSite("sql.Tx", SQL_TX, ("database/sql.(*DB).beginDC",), "*sql.Tx", "database/sql"),
+    HeapSite("sql.Tx", SQL_TX, ("database/sql.(*DB).beginDC",), "*sql.Tx", "database/sql",
+             own_object=True),
     HeapSite("sql.Rows", SQL_ROWS, ("database/sql.(*DB).queryDC",), "*sql.Rows",
-             "database/sql"),
-    HeapSite("sql.Conn", SQL_CONN, ("database/sql.(*DB).Conn",), "*sql.Conn", "database/sql"),
+             "database/sql", own_object=True),
+    HeapSite("sql.Conn", SQL_CONN, ("database/sql.(*DB).Conn",), "*sql.Conn", "database/sql",
+             own_object=True),
     HeapSite("sql.Stmt", SQL_STMT, ("database/sql.(*DB).prepareDC",), "*sql.Stmt",
-             "database/sql"),
+             "database/sql", own_object=True),
     HeapSite("sql.DB", SQL_POOL_PER_REQUEST, ("database/sql.OpenDB",), "*sql.DB",
-             "database/sql"),
+             "database/sql", own_object=True),
     HeapSite("pq.conn", SQL_POOL_EXHAUSTED,
              ("github.com/lib/pq.(*Connector).open", "github.com/lib/pq.NewConnector",
               "github.com/lib/pq.DialOpen", "github.com/lib/pq.Open"),
@@ -216,7 +226,7 @@ HEAP_SITES: tuple[HeapSite, ...] = (
     # pgx v5 allocates each Rows in getRows; v4 carves them from a slab of 64 it keeps
     # per connection, so a live v4 slab says a connection exists, not that rows are open.
     HeapSite("pgx.Rows", SQL_ROWS, ("github.com/jackc/pgx/v5.(*Conn).getRows",),
-             "pgx.Rows", "github.com/jackc/pgx"),
+             "pgx.Rows", "github.com/jackc/pgx", part_of=("database/sql.",), own_object=True),
     HeapSite("sql.driverConn", SQL_POOL_EXHAUSTED, ("database/sql.(*DB).conn",
                                                     "database/sql.(*DB).openNewConnection"),
              "*sql.driverConn / pool wait request", "database/sql"),

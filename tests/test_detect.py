@@ -269,6 +269,38 @@ def test_pgxpool_waiters_counted_once_and_capped_by_sockets(analyses):
     assert f.severity == "high"
 
 
+
+def test_driver_work_under_a_query_is_not_an_open_rows(analyses):
+    """rows-pgx5-go1.27: orders-api on pgx v5 through database/sql. Under queryDC pgx
+    prepares and caches each statement per connection; those objects live with the
+    connection. They must not count as live *sql.Rows of whichever line first ran the
+    query (here the healthy lookupUser), so no line but the planted one is named as a
+    cause, and every live Rows counted was allocated by queryDC itself."""
+    bundles = _bundles("rows-pgx5")
+    require(bool(bundles), "sample bundle rows-pgx5-go1.27 missing")
+    a = analyses(bundles[0])
+    named = [c for c in a.call_sites if c.role == "cause" and not c.inferred]
+    assert all(c.function.endswith("listOrdersLeakyRows") for c in named), named
+    assert a.call_sites[0].function.endswith("listOrdersLeakyRows")
+    lookup = [c for c in a.call_sites if c.function == "main.lookupUser"]
+    assert lookup and lookup[0].role == "victim"
+
+
+def test_silent_connections_while_callers_queue_are_held_without_db_stats(analyses):
+    """redis-goredis-go1.27: go-redis keeps the forgotten connections referenced, so they
+    stay open and silent; no db.Stats says how many are idle, but a pool with callers
+    queued has none idle. The waiters wait in a shared helper; the line above it that
+    takes the dedicated connection, which they all pass through, is named."""
+    bundles = _bundles("redis-goredis")
+    require(bool(bundles), "sample bundle redis-goredis-go1.27 missing")
+    a = analyses(bundles[0])
+    f = next(f for f in a.findings if f.kind == "redis_pool_exhausted")
+    assert f.severity == "high" and f.evidence["connections_held"]
+    assert any("has none idle" in c.detail for c in f.checks if c.source == "sockets")
+    top = a.call_sites[0]
+    assert top.function.endswith("cachedPriceLeakyConn") and top.role == "cause"
+    assert any("come through here" in n for n in top.evidence["notes"])
+
 # ---- the numpy reductions behind the buckets agree with pandas' groupby --------------
 
 _small_ints = st.one_of(st.none(), st.integers(-3, 3))

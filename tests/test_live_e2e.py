@@ -105,6 +105,9 @@ SCENARIOS = {
     "conn-1.19": Scenario("1.19", "conn", "users=4,orders,transfer,rates", 10, 4,
                           memprofilerate=512),
     "hang-1.27": Scenario("1.27", "hang", "rates=6,orders,transfer,users", 16, 10),
+    # pgx v5 as the database/sql driver: its per-connection statement cache lives under
+    # queryDC and must not read as open rows of the first line that ran each query.
+    "rows-pgx": Scenario("1.27-pgx", "rows", "orders=4,transfer,users,rates", 10, 4),
     "healthy-1.19": Scenario("1.19", "healthy", "orders,transfer,users,rates", 14, 10),
 }
 
@@ -329,7 +332,8 @@ def _analyze(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["tx-1.19", "tx-1.27", "openperreq-1.27", "rows-1.19",
-                                  "body-1.27", "tx-install", "hang-1.27", "conn-1.19"])
+                                  "body-1.27", "tx-install", "hang-1.27", "conn-1.19",
+                                  "rows-pgx"])
 def test_analyzer_ranks_planted_function_first(captures, name: str) -> None:
     doc = _analyze(captures(name).path)
     assert doc["findings"], "no finding"

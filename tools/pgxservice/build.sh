@@ -17,10 +17,7 @@ v4)
 	exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api inventory-api-go1.19 "$1" \
 		github.com/jackc/pgx/v4/pgxpool=golang-github-jackc-pgx-v4-dev ;;
 v5)
-	TOOLCHAIN=1.27 TAGS=pgxv5 SID="pgx5 golang-github-jackc-pgx-v5-dev \
-		golang-github-jackc-puddle-v2-dev golang-github-jackc-pgpassfile-dev \
-		golang-github-jackc-pgservicefile-dev golang-golang-x-sync-dev golang-golang-x-text-dev" \
-		exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api \
+	TOOLCHAIN=1.27 TAGS=pgxv5 SID=pgx5 exec sh "$HERE/../gopath_build.sh" "$HERE" example.com/inventory-api \
 		inventory-api-pgx5-go1.27 "$1" github.com/jackc/pgx/v5/pgxpool=golang-github-jackc-pgx-v5-dev ;;
 *)
 	echo "usage: $0 OUTDIR [v4|v5]" >&2; exit 2 ;;
