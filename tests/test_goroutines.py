@@ -563,6 +563,12 @@ def test_dumps_taken_from_container_logs_parse_the_same(corpus: Path, name: str,
                                                              tzinfo=timezone.utc)
 
 
+def test_json_nested_past_the_decoders_depth_is_not_a_log() -> None:
+    """Found by the fuzz test: a line of 100k open brackets made json.loads recurse out."""
+    with pytest.raises(ParseError):
+        parse_bytes("{" + '"a":[' * 100_000 + "\n")
+
+
 def test_json_that_is_not_a_log_of_a_dump_is_left_alone() -> None:
     text = '{"log": "listening on :8080\\n", "time": "2026-11-27T10:15:00Z"}\n'
     with pytest.raises(ParseError):

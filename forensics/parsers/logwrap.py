@@ -51,7 +51,7 @@ def unwrap_json_lines(text: str, marker: re.Pattern[str]) -> Unwrapped | None:
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             continue
         if not isinstance(rec, dict):
             continue
