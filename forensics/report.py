@@ -118,6 +118,11 @@ def verdict(analysis) -> dict[str, Any]:
             how = " (inferred from the pool calls the service makes)" if top.inferred else ""
             where = f" Most likely site{how}: {top.function} ({loc})."
         text = f"Connection leak detected ({SEVERITIES[worst]}).{where}"
+    elif len(analysis.rounds) < 2:
+        # One capture shows a moment, not a trend: say so rather than all clear.
+        text = ("No connection leak shown by this one capture; growth needs two or more "
+                "rounds a minute or more apart" + ("; observations below."
+                                                   if analysis.findings else "."))
     elif analysis.findings:
         text = "No connection leak detected; minor observations below."
     else:

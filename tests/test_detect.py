@@ -5,6 +5,7 @@ corpus dumps from other people's services."""
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,25 @@ def test_silent_connections_while_callers_queue_are_held_without_db_stats(analys
     top = a.call_sites[0]
     assert top.function.endswith("cachedPriceLeakyConn") and top.role == "cause"
     assert any("come through here" in n for n in top.evidence["notes"])
+
+
+def test_one_dump_with_open_objects_is_an_observation_not_a_verdict(analyses, tmp_path):
+    """A single goroutine dump (the commonest capture) with open *sql.Tx, none parked for
+    a minute: in flight or leaked, one moment cannot tell. Not a leak and not an all-clear:
+    an observation that says what to capture next, and a verdict that says one round."""
+    bundles = _bundles("tx-go1.27")
+    require(bool(bundles), "sample bundle tx-go1.27 missing")
+    with tarfile.open(bundles[0]) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith("round-3/goroutines.txt"))
+        (tmp_path / "goroutines.txt").write_bytes(tf.extractfile(member).read())
+    a = analyze(tmp_path / "goroutines.txt")
+    tx = [f for f in a.findings if f.kind == "sql_tx_leak"]
+    assert len(tx) == 1 and tx[0].severity == "info", [(f.kind, f.severity) for f in a.findings]
+    assert "one capture cannot tell" in tx[0].summary and "again" in tx[0].advice
+    assert a.call_sites == []
+    verdict = document(a)["verdict"]
+    assert not verdict["leak"] and "one capture" in verdict["text"]
+    assert a.exit_code() == 0
 
 # ---- the numpy reductions behind the buckets agree with pandas' groupby --------------
 

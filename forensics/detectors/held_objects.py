@@ -94,6 +94,8 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
     pinning = bool(o_trend.last) and bool(held_pools(ev) & SQL_POOLS)
     signals = [holders_growing, stuck >= MIN_STUCK, heap_growing, proven > 0, pinning]
     if not any(signals) and not many:
+        if len(g_rounds) == 1 and h_trend.last:
+            return _open_at_one_instant(ev, spec, holders, int(h_trend.last))
         return None
     if spec.always_holder and g_rounds and not (holders_growing or stuck >= MIN_STUCK
                                                 or proven or many):
@@ -146,6 +148,25 @@ def _detect_one(ev: Evidence, spec: Spec) -> Finding | None:
             "dbstats": {"pinned_rounds": pinned, "rounds": stat_rounds},
         },
         sites=sites, checks=checks, advice=advice)
+
+
+def _open_at_one_instant(ev: Evidence, spec: Spec, holders, n: int) -> Finding:
+    """One dump, objects open, nothing parked for a minute: in flight or leaked, one
+    capture cannot tell. Said as an observation (no call site is ranked on it), with the
+    goroutines that opened them (Go 1.21+) and what settles it."""
+    sites = _parent_sites(ev, holders, spec)
+    summary = (f"At the moment of capture {n} goroutines hold open {spec.label}, none of "
+               f"them for {STUCK_MINUTES}+ minutes: requests in flight or leaked objects, "
+               "one capture cannot tell.")
+    advice = (f"Capture the goroutine dump again in a minute or two: {spec.label} still "
+              "held by the same goroutine ids, or more of them, are leaked; a dump after a "
+              f"few minutes also shows how long each has waited. {spec.closes_with} on "
+              "every path ends them.")
+    return Finding(kind=spec.leak_kind, severity="info", confidence=0.3, summary=summary,
+                   evidence={"goroutines": {"holders_by_round": [n], "stuck": 0}},
+                   sites=sites, checks=[Check("goroutines", "silent",
+                                              f"{n} holders in the only dump")],
+                   advice=advice)
 
 
 def _unattributed_driver_holders(ev: Evidence, rows_holders):

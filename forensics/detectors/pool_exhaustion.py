@@ -222,7 +222,15 @@ def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
                + ("; the process holds no connection to the store any more: the pool's "
                   "slots went to connections never closed (collected since, slots not "
                   "returned)" if slots_lost else "") + ".")
-    if severity == "info":
+    advice = ""
+    if severity == "info" and len(g_rounds) == 1:
+        summary = (f"{label}: {int(v_trend.last)} callers queued for a connection at the "
+                   "moment of capture, none for a minute yet: a busy pool or the start of "
+                   "an exhaustion, one capture cannot tell.")
+        advice = ("Capture again in a minute or two (with db.Stats if it is database/sql): "
+                  "callers still queued, waiting longer, or a pool pinned at its limit in "
+                  "both captures mean its connections are held.")
+    elif severity == "info":
         summary = (f"{label} busy: {int(v_trend.last)} callers briefly queued for a connection; "
                    "no caller waited a minute and the pool is not pinned in every round, "
                    "which is what a busy healthy pool looks like.")
@@ -232,7 +240,7 @@ def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
                                                "waiting_1min_plus": long_wait},
                                 "dbstats": {"pinned_rounds": pinned, "rounds": stat_rounds,
                                             "wait_count_by_round": list(wait_trend.values)}},
-                      sites=victims_sites, checks=checks)
+                      sites=victims_sites, checks=checks, advice=advice)
     if severity != "info" and kind in _HOLDING_POOLS:
         finding.sites += holding_candidates(ev, kind)
         finding.advice = capture_advice(ev, "holds the connections")
