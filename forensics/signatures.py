@@ -70,6 +70,8 @@ HTTP_HANG = "http_request_hang"
 PGX_POOL_EXHAUSTED = "pgxpool_exhausted"
 REDIS_POOL_EXHAUSTED = "redis_pool_exhausted"
 GRPC_CONN = "grpc_conn_leak"
+#: Connections to a data store growing round after round, whatever client opens them.
+STORE_CONN_GROWTH = "store_conn_growth"
 CLOSE_WAIT = "close_wait"
 FD_EXHAUSTION = "fd_exhaustion"
 RUNTIME_LEAK = "runtime_proven_leak"

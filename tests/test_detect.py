@@ -34,6 +34,8 @@ PLANTED = {
     "grpc": ("lookupPriceDialPerRequest", "grpc_conn_leak"),  # tools/grpcservice
     "redis": ("cachedPriceLeakyConn", "redis_pool_exhausted"),  # tools/grpcservice + Redis
     "mysql": ("firstItemsLeakyRows", "sql_rows_leak"),  # tools/mysqlservice + MariaDB
+    # go-redis PubSub never closed: connections outside any pool, named by the dial path
+    "pubsub": ("cachedPriceWatchLeakyPubSub", "store_conn_growth"),
 }
 
 
@@ -320,6 +322,25 @@ def test_one_dump_with_open_objects_is_an_observation_not_a_verdict(analyses, tm
     verdict = document(a)["verdict"]
     assert not verdict["leak"] and "one capture" in verdict["text"]
     assert a.exit_code() == 0
+
+
+def test_connections_growing_past_any_pool_are_named_by_their_dial_path(analyses):
+    """pubsub-goredis-go1.27: a go-redis PubSub opened per request and never closed. No
+    pool rule applies (go-redis keeps PubSub connections outside its pool, unbounded):
+    only the sockets to Redis, more in every round, and the heap's live allocations under
+    the dial below the app's Subscribe line. The silent-connections rule, worded for
+    database/sql, stands down."""
+    bundles = _bundles("pubsub-goredis")
+    require(bool(bundles), "sample bundle pubsub-goredis-go1.27 missing")
+    a = analyses(bundles[0])
+    kinds = {f.kind: f for f in a.findings}
+    assert "sql_conn_held" not in kinds, list(kinds)
+    f = kinds["store_conn_growth"]
+    established = f.evidence["sockets"]["db_established_by_round"]
+    assert f.severity == "high" and established == sorted(established)
+    assert established[-1] - established[0] >= 10
+    top = a.call_sites[0]
+    assert top.function.endswith("cachedPriceWatchLeakyPubSub") and not top.inferred
 
 # ---- the numpy reductions behind the buckets agree with pandas' groupby --------------
 

@@ -142,10 +142,11 @@ bundle healthy-pgx5-go1.27 inventory-api-pgx5 1.27 healthy 8    4096   reserve  
 
 # A gRPC client (tools/grpcservice: its own backend process), by its script.
 # With Redis (redigo): rediscache, and healthy with the cache on (--redis); the same on
-# go-redis v9 (Go 1.27, --client goredis).
+# go-redis v9 (Go 1.27, --client goredis), and go-redis's PubSub left open (redispubsub).
 for spec in grpc-go1.19:dialperreq healthy-grpc-go1.19:healthy redis-go1.19:rediscache \
 	healthy-redis-go1.19:healthy:--redis "redis-goredis-go1.27:rediscache:--client goredis" \
-	"healthy-goredis-go1.27:healthy:--redis --client goredis"; do
+	"healthy-goredis-go1.27:healthy:--redis --client goredis" \
+	"pubsub-goredis-go1.27:redispubsub:--client goredis"; do
 	name=${spec%%:*}
 	rest=${spec#*:}
 	mode=${rest%%:*}

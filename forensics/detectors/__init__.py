@@ -18,7 +18,8 @@ from . import (
     pool_exhaustion,
     pool_per_request,
     sockets,
+    store_growth,
 )
 
 DETECTORS = (held_objects, pool_per_request, pool_exhaustion, http_body, http_hang, grpc_conns,
-             sockets, goroutineleak, held_connections)
+             sockets, goroutineleak, held_connections, store_growth)

@@ -32,7 +32,7 @@ from .pool_exhaustion import holding_candidates
 #: Findings that already explain held connections (their checks carry these numbers).
 SUPPRESSED_BY = frozenset({
     "sql_tx_leak", "sql_rows_leak", "sql_conn_leak", "sql_stmt_leak", "sql_pool_exhausted",
-    "sql_pool_per_request", "pgxpool_exhausted",
+    "sql_pool_per_request", "pgxpool_exhausted", "store_conn_growth",
 })
 #: InUse rising in every step by at least this much in all (three rounds or more).
 MIN_IN_USE_RISE = 3

@@ -18,8 +18,11 @@ type priceCache struct {
 	leaky bool
 }
 
-func newPriceCache(addr string, maxActive int, leaky bool) *priceCache {
-	return &priceCache{leaky: leaky, pool: &redis.Pool{
+// pubsubMode: redigo's build has no -mode redispubsub (cache_goredis.go has).
+const pubsubMode = false
+
+func newPriceCache(addr string, maxActive int, mode string) *priceCache {
+	return &priceCache{leaky: mode == "rediscache", pool: &redis.Pool{
 		MaxIdle:     maxActive,
 		MaxActive:   maxActive,
 		Wait:        true,

@@ -14,12 +14,15 @@ import (
 // file is built with -tags goredis; cache.go is the redigo build). The pool is bounded
 // and callers wait up to a minute for a connection, as a redigo pool with Wait does.
 type priceCache struct {
-	rdb   *redis.Client
-	leaky bool
+	rdb  *redis.Client
+	mode string // rediscache, redispubsub (planted leaks) or healthy
 }
 
-func newPriceCache(addr string, maxActive int, leaky bool) *priceCache {
-	return &priceCache{leaky: leaky, rdb: redis.NewClient(&redis.Options{
+// pubsubMode: this build has -mode redispubsub.
+const pubsubMode = true
+
+func newPriceCache(addr string, maxActive int, mode string) *priceCache {
+	return &priceCache{mode: mode, rdb: redis.NewClient(&redis.Options{
 		Addr:        addr,
 		PoolSize:    maxActive,
 		PoolTimeout: time.Minute,
@@ -28,9 +31,26 @@ func newPriceCache(addr string, maxActive int, leaky bool) *priceCache {
 
 // cachedPrice returns the cached price of sku, or ok=false on a miss.
 func (c *priceCache) cachedPrice(ctx context.Context, sku int) (int64, bool, error) {
-	if c.leaky {
+	switch c.mode {
+	case "rediscache":
 		return c.cachedPriceLeakyConn(ctx, sku)
+	case "redispubsub":
+		return c.cachedPriceWatchLeakyPubSub(ctx, sku)
 	}
+	return lookup(ctx, c.rdb, sku)
+}
+
+// cachedPriceWatchLeakyPubSub is the planted leak of mode "redispubsub": it subscribes to
+// the price's invalidation channel, meaning to evict the entry when it changes, and never
+// closes the subscription. Each request keeps a connection of its own to Redis: go-redis
+// gives a PubSub a dedicated connection outside the pool (PoolSize does not bound them)
+// and tracks it, so the garbage collector never closes it either.
+func (c *priceCache) cachedPriceWatchLeakyPubSub(ctx context.Context, sku int) (int64, bool, error) {
+	sub := c.rdb.Subscribe(context.Background(), "invalidate:"+key(sku))
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		return 0, false, err
+	}
+	// BUG: sub.Close() is never called
 	return lookup(ctx, c.rdb, sku)
 }
 

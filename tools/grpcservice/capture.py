@@ -1,7 +1,7 @@
 """Capture a bundle of pricing-gateway (a gRPC and Redis client) under load, with the
 collector.
 
-    python3 tools/grpcservice/capture.py OUT.tar.gz [--mode dialperreq|rediscache|healthy]
+    python3 tools/grpcservice/capture.py OUT.tar.gz [--mode dialperreq|rediscache|redispubsub|healthy]
         [--redis] [--client redigo|goredis] [--rate 10] [--rounds 3] [--interval 4]
         [--warmup 3] [--memprofilerate 4096]
 
@@ -70,7 +70,7 @@ def capture(binary: Path, bundle: Path, mode: str = "dialperreq", rate: float = 
     """Run one capture; returns the load generator's summary line. ``redis``: give the
     gateway its Redis price cache (always in mode rediscache); the manifest names Redis
     as the capture's data store."""
-    redis = redis or mode == "rediscache"
+    redis = redis or mode in ("rediscache", "redispubsub")
     with contextlib.ExitStack() as running:
         stores: list[str] = []
         extra: list[str] = []
@@ -92,12 +92,12 @@ def capture(binary: Path, bundle: Path, mode: str = "dialperreq", rate: float = 
 
 def main() -> None:
     ap = servicekit.capture_args(__doc__.split("\n\n")[0],
-                                 ("dialperreq", "rediscache", "healthy"))
+                                 ("dialperreq", "rediscache", "redispubsub", "healthy"))
     ap.add_argument("--redis", action="store_true", help="give the gateway its Redis cache")
     ap.add_argument("--client", choices=sorted(BINARIES), default="redigo",
                     help="the Redis client the cache is built with")
     args = ap.parse_args()
-    why = missing(args.redis or args.mode == "rediscache", args.client)
+    why = missing(args.redis or args.mode in ("rediscache", "redispubsub"), args.client)
     if why:
         sys.exit(why)
     with tempfile.TemporaryDirectory() as tmp:

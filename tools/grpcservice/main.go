@@ -40,7 +40,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "app (or backend gRPC) address, loopback only")
 	pprofAddr := flag.String("pprof", "127.0.0.1:0", "net/http/pprof address (loopback only)")
 	backend := flag.String("backend", "", "gRPC backend address (gateway role)")
-	mode := flag.String("mode", "dialperreq", "dialperreq | rediscache (planted leaks) | healthy")
+	mode := flag.String("mode", "dialperreq", "dialperreq | rediscache | redispubsub (planted leaks) | healthy")
 	redisAddr := flag.String("redis", "", "Redis address for the price cache (loopback only)")
 	maxActive := flag.Int("maxactive", 8, "Redis pool MaxActive")
 	rate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate (0: Go's default)")
@@ -52,7 +52,13 @@ func main() {
 	case "backend":
 		serveBackend(loopback(*listen))
 	case "gateway":
-		if *mode != "dialperreq" && *mode != "rediscache" && *mode != "healthy" {
+		switch *mode {
+		case "dialperreq", "rediscache", "healthy":
+		case "redispubsub":
+			if !pubsubMode {
+				log.Fatal("-mode redispubsub needs the go-redis build (-tags goredis)")
+			}
+		default:
 			log.Fatalf("unknown -mode %q", *mode)
 		}
 		var cache *priceCache
@@ -60,9 +66,9 @@ func main() {
 			if host, _, err := net.SplitHostPort(*redisAddr); err != nil || host != "127.0.0.1" {
 				log.Fatalf("refusing non-loopback Redis address %q", *redisAddr)
 			}
-			cache = newPriceCache(*redisAddr, *maxActive, *mode == "rediscache")
-		} else if *mode == "rediscache" {
-			log.Fatal("-mode rediscache needs -redis")
+			cache = newPriceCache(*redisAddr, *maxActive, *mode)
+		} else if *mode == "rediscache" || *mode == "redispubsub" {
+			log.Fatalf("-mode %s needs -redis", *mode)
 		}
 		serveGateway(loopback(*listen), loopback(*pprofAddr), *backend, *mode, cache)
 	default:

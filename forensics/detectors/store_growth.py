@@ -1,0 +1,106 @@
+"""Connections to a data store that keep growing, whatever client opens them.
+
+The fallback for clients no other rule knows: a Redis PubSub never closed (go-redis keeps
+those outside its pool, unbounded), a driver without a pool rule here, a hand-rolled
+dialer. A pool, however busy, stops at its size; connections to the store rising in every
+round by tens do not stop. The line comes from the heap: allocations made on a dial path
+(``net.(*Dialer).DialContext`` below an app frame) that are still live and growing are the
+connections' own buffers and structures, allocated where the app asked for them.
+
+Only when no specific rule explains the growth (a leaked Tx, a pool per request ... each
+also adds connections): then this finding would say the same thing less precisely.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..evidence import Evidence, sum_by_round, trend
+from ..findings import Check, Finding, SiteEvidence
+from ..signatures import STORE_CONN_GROWTH
+from .common import _stack_frames, capture_advice, confidence, db_established
+
+SUPPRESSED_BY = frozenset({
+    "sql_tx_leak", "sql_rows_leak", "sql_conn_leak", "sql_stmt_leak", "sql_pool_exhausted",
+    "sql_pool_per_request", "pgxpool_exhausted", "redis_pool_exhausted",
+})
+#: Connections added over the rounds before growth means anything (a pool warming up
+#: adds a few).
+MIN_GROWTH = 10
+#: Frames of opening a network connection, below which an allocation belongs to one.
+DIAL_FRAMES = ("net.(*Dialer).DialContext", "net.(*Dialer).Dial", "net.DialTimeout",
+               "net.Dial", "net.(*sysDialer).")
+
+
+def detect(ev: Evidence) -> list[Finding]:
+    db = db_established(ev)
+    rounds = sorted(db)
+    t = trend(db, rounds)
+    if len(rounds) < 2 or not t.growing(min_delta=MIN_GROWTH):
+        return []
+    rises = t.rises_every_round()
+    sites = _dial_sites(ev)
+    severity = "high" if sites and rises else "medium" if sites or rises else "low"
+    checks = [Check("sockets", "supports",
+                    f"ESTABLISHED to the data store {t.describe()}"
+                    + (", more in every round" if rises else ""))]
+    if sites:
+        checks.append(Check("heap", "supports",
+                            "live allocations on a dial path growing under "
+                            + ", ".join(s.function for s in sites[:3])))
+    elif len(ev.tables["heap_samples"]):
+        checks.append(Check("heap", "silent", "no growing allocation on a dial path sampled"))
+    else:
+        checks.append(Check("heap", "absent", "no heap profile in the bundle"))
+    summary = (f"Connections to the data store keep growing: {t.describe()} ESTABLISHED over "
+               f"{t.rounds} rounds, which no pool explains (a pool stops at its size). Some "
+               "client opens connections and never closes them"
+               + (f"; the heap names {sites[0].function}." if sites else "."))
+    return [Finding(
+        kind=STORE_CONN_GROWTH, severity=severity,
+        confidence=confidence(checks, len(rounds), True), summary=summary,
+        evidence={"sockets": {"db_established_by_round": list(t.values)}},
+        sites=sites, checks=checks,
+        advice="" if sites else capture_advice(ev, "opens the connections"))]
+
+
+def _dial_sites(ev: Evidence) -> list[SiteEvidence]:
+    """App lines whose allocations on a dial path are live and grow between rounds."""
+    hs = ev.tables["heap_samples"]
+    rounds = ev.heap_rounds()
+    if len(rounds) < 2 or not len(hs):
+        return []
+    rows = hs[hs["inuse_objects"].fillna(0).to_numpy(dtype=np.int64) > 0]
+    sites: dict[tuple, list[int]] = {}
+    for sid in rows["stack_id"].dropna().unique().tolist():
+        info = ev.stacks.get(int(sid))
+        if info is None:
+            continue
+        d = next((i for i, fn in enumerate(info.functions) if fn.startswith(DIAL_FRAMES)),
+                 None)
+        site = info.app_frame(d) if d is not None else None
+        if site is not None:
+            sites.setdefault((site.function, site.file, site.line), []).append(int(sid))
+    out = []
+    for (function, file, line), sids in sites.items():
+        mine = rows[rows["stack_id"].isin(sids)]
+        objs = trend(sum_by_round(mine, "inuse_objects"), rounds)
+        if not objs.growing():
+            continue
+        space = sum_by_round(mine, "inuse_space")
+        latest = mine[mine["round"] == mine["round"].max()]
+        se = SiteEvidence(function, file, line, role="cause",
+                          heap_inuse_objects=int(objs.last),
+                          heap_inuse_bytes=int(space.get(max(rounds), 0)), growth=objs.delta,
+                          stack_ids=sorted(sids),
+                          note=f"opens connections (a dial below this line); their live "
+                               f"allocations here {objs.describe()}")
+        se.stacks = [{"stack_id": int(r.stack_id), "source": "heap", "count": None,
+                      "state": None, "wait_minutes_min": None, "wait_minutes_max": None,
+                      "inuse_objects": int(r.inuse_objects), "inuse_bytes": int(r.inuse_space),
+                      "frames": _stack_frames(ev, int(r.stack_id))}
+                     for r in latest.sort_values("inuse_objects", ascending=False)
+                     .head(3).itertuples()]
+        out.append(se)
+    return sorted(out, key=lambda s: -s.growth)
+
