@@ -474,6 +474,23 @@ def test_go_redis_v9_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path:
     assert _serious(healthy) == []
 
 
+def test_go_redis_pubsub_left_open_is_named_by_its_dial_path(tmp_path: Path) -> None:
+    """A go-redis PubSub per request, never closed: connections outside the pool, so no
+    pool rule speaks; the sockets to Redis keep rising and the heap's live allocations
+    below the Subscribe line's dial name it."""
+    why = grpc_capture.missing(redis=True, client="goredis")
+    require(why is None, str(why))
+    binary = grpc_capture.build(tmp_path / "build", "goredis")
+    bundle = tmp_path / "pubsub.tar.gz"
+    grpc_capture.capture(binary, bundle, "redispubsub", rate=10, rounds=ROUNDS,
+                         interval=INTERVAL, warmup=WARMUP)
+    doc = _analyze(bundle)
+    growth = [f for f in doc["findings"] if f["kind"] == "store_conn_growth"]
+    assert growth and growth[0]["severity"] in ("medium", "high"), doc["findings"]
+    assert doc["call_sites"][0]["function"].endswith(
+        "main.(*priceCache).cachedPriceWatchLeakyPubSub"), doc["call_sites"][:3]
+
+
 def test_redigo_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path: Path) -> None:
     """The gateway's Redis price cache (redigo, MaxActive 8, Wait) keeps the connection on a
     cache miss: the pool empties, callers queue in (*Pool).waitVacantConn, and the line
