@@ -443,6 +443,14 @@ def _serious(doc: dict[str, Any]) -> list[str]:
     return [f["summary"] for f in doc["findings"] if f["severity"] != "info"]
 
 
+def _named(doc: dict[str, Any], kind: str, function: str) -> None:
+    """``doc`` has a ``kind`` finding of medium severity or more and ranks ``function``
+    first."""
+    found = [f for f in doc["findings"] if f["kind"] == kind]
+    assert found and found[0]["severity"] in ("medium", "high", "critical"), doc["findings"]
+    assert doc["call_sites"][0]["function"].endswith(function), doc["call_sites"][:3]
+
+
 # -- a gRPC client: tools/grpcservice (grpc-go 1.33) -----------------------------------------
 
 
@@ -467,10 +475,7 @@ def test_go_redis_v9_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path:
     leak, healthy = _leak_and_healthy(grpc_capture, tmp_path, "rediscache",
                                       grpc_capture.missing(redis=True, client="goredis"),
                                       build_args=("goredis",), redis=True)
-    redis = [f for f in leak["findings"] if f["kind"] == "redis_pool_exhausted"]
-    assert redis and redis[0]["severity"] in ("medium", "high"), leak["findings"]
-    assert leak["call_sites"][0]["function"].endswith(
-        "main.(*priceCache).cachedPriceLeakyConn"), leak["call_sites"][:3]
+    _named(leak, "redis_pool_exhausted", "main.(*priceCache).cachedPriceLeakyConn")
     assert _serious(healthy) == []
 
 
@@ -484,11 +489,8 @@ def test_go_redis_pubsub_left_open_is_named_by_its_dial_path(tmp_path: Path) -> 
     bundle = tmp_path / "pubsub.tar.gz"
     grpc_capture.capture(binary, bundle, "redispubsub", rate=10, rounds=ROUNDS,
                          interval=INTERVAL, warmup=WARMUP)
-    doc = _analyze(bundle)
-    growth = [f for f in doc["findings"] if f["kind"] == "store_conn_growth"]
-    assert growth and growth[0]["severity"] in ("medium", "high"), doc["findings"]
-    assert doc["call_sites"][0]["function"].endswith(
-        "main.(*priceCache).cachedPriceWatchLeakyPubSub"), doc["call_sites"][:3]
+    _named(_analyze(bundle), "store_conn_growth",
+           "main.(*priceCache).cachedPriceWatchLeakyPubSub")
 
 
 def test_redigo_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path: Path) -> None:
@@ -497,10 +499,7 @@ def test_redigo_pool_leak_is_named_and_the_healthy_cache_is_clean(tmp_path: Path
     that gets the connection is where they queue. With every connection closed: clean."""
     leak, healthy = _leak_and_healthy(grpc_capture, tmp_path, "rediscache",
                                       grpc_capture.missing(redis=True), redis=True)
-    redis = [f for f in leak["findings"] if f["kind"] == "redis_pool_exhausted"]
-    assert redis and redis[0]["severity"] in ("medium", "high"), leak["findings"]
-    assert leak["call_sites"][0]["function"].endswith(
-        "main.(*priceCache).cachedPriceLeakyConn"), leak["call_sites"][:3]
+    _named(leak, "redis_pool_exhausted", "main.(*priceCache).cachedPriceLeakyConn")
     assert _serious(healthy) == []
 
 
