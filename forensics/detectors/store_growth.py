@@ -27,6 +27,8 @@ SUPPRESSED_BY = frozenset({
 #: Connections added over the rounds before growth means anything (a pool warming up
 #: adds a few).
 MIN_GROWTH = 10
+#: Growth of a line's live memory that counts (a few connections' buffers).
+MIN_GROWTH_BYTES = 64 << 10
 #: Frames of opening a network connection, below which an allocation belongs to one.
 DIAL_FRAMES = ("net.(*Dialer).DialContext", "net.(*Dialer).Dial", "net.DialTimeout",
                "net.Dial", "net.(*sysDialer).")
@@ -65,42 +67,50 @@ def detect(ev: Evidence) -> list[Finding]:
 
 
 def _dial_sites(ev: Evidence) -> list[SiteEvidence]:
-    """App lines whose allocations on a dial path are live and grow between rounds."""
+    """App lines that open connections (a dial below them, in any round's samples) and
+    whose live memory grows between rounds: the connections' structures and buffers
+    (32 KiB apiece in go-redis), allocated under the line that asked for them. Bytes, not
+    objects: a few large buffers per connection are sampled every time, small structs by
+    chance."""
     hs = ev.tables["heap_samples"]
     rounds = ev.heap_rounds()
     if len(rounds) < 2 or not len(hs):
         return []
-    rows = hs[hs["inuse_objects"].fillna(0).to_numpy(dtype=np.int64) > 0]
-    sites: dict[tuple, list[int]] = {}
-    for sid in rows["stack_id"].dropna().unique().tolist():
+    site_of: dict[int, tuple] = {}
+    dialing: set[tuple] = set()
+    for sid in hs["stack_id"].dropna().unique().tolist():
         info = ev.stacks.get(int(sid))
-        if info is None:
+        site = info.app_frame() if info is not None else None
+        if site is None:
             continue
-        d = next((i for i, fn in enumerate(info.functions) if fn.startswith(DIAL_FRAMES)),
-                 None)
-        site = info.app_frame(d) if d is not None else None
-        if site is not None:
-            sites.setdefault((site.function, site.file, site.line), []).append(int(sid))
+        key = (site.function, site.file, site.line)
+        site_of[int(sid)] = key
+        if any(fn.startswith(DIAL_FRAMES) for fn in info.functions):
+            dialing.add(key)
     out = []
-    for (function, file, line), sids in sites.items():
-        mine = rows[rows["stack_id"].isin(sids)]
-        objs = trend(sum_by_round(mine, "inuse_objects"), rounds)
-        if not objs.growing():
+    for key in dialing:
+        sids = [sid for sid, k in site_of.items() if k == key]
+        mine = hs[hs["stack_id"].isin(sids)]
+        space = trend(sum_by_round(mine, "inuse_space"), rounds)
+        if not space.growing(min_delta=MIN_GROWTH_BYTES):
             continue
-        space = sum_by_round(mine, "inuse_space")
-        latest = mine[mine["round"] == mine["round"].max()]
-        se = SiteEvidence(function, file, line, role="cause",
-                          heap_inuse_objects=int(objs.last),
-                          heap_inuse_bytes=int(space.get(max(rounds), 0)), growth=objs.delta,
-                          stack_ids=sorted(sids),
-                          note=f"opens connections (a dial below this line); their live "
-                               f"allocations here {objs.describe()}")
+        objs = trend(sum_by_round(mine, "inuse_objects"), rounds)
+        latest = mine[(mine["round"] == max(rounds))
+                      & (mine["inuse_objects"].fillna(0).to_numpy(dtype=np.int64) > 0)]
+        se = SiteEvidence(key[0], key[1], key[2], role="cause",
+                          heap_inuse_objects=int(objs.last), heap_inuse_bytes=int(space.last),
+                          growth=max(objs.delta, 0), stack_ids=sorted(sids),
+                          note="opens connections (a dial below this line); the live memory "
+                               f"allocated here grows {_mib(space.values)}")
         se.stacks = [{"stack_id": int(r.stack_id), "source": "heap", "count": None,
                       "state": None, "wait_minutes_min": None, "wait_minutes_max": None,
                       "inuse_objects": int(r.inuse_objects), "inuse_bytes": int(r.inuse_space),
                       "frames": _stack_frames(ev, int(r.stack_id))}
-                     for r in latest.sort_values("inuse_objects", ascending=False)
+                     for r in latest.sort_values("inuse_space", ascending=False)
                      .head(3).itertuples()]
         out.append(se)
-    return sorted(out, key=lambda s: -s.growth)
+    return sorted(out, key=lambda s: -s.heap_inuse_bytes)
 
+
+def _mib(values: tuple[float, ...] | list[float]) -> str:
+    return " -> ".join(f"{v / (1 << 20):.1f}" for v in values) + " MiB"
