@@ -450,15 +450,14 @@ def bucket_heap(samples: pd.DataFrame, stacks: Mapping[int, StackInfo]) -> pd.Da
                     break
             if hit:
                 break
-        if hit and hit[0].part_of and any(
-                fn.startswith(hit[0].part_of) for fn in info.functions[hit[1] + 1:]):
+        if hit is None:
+            continue
+        hs, d = hit
+        if hs.part_of and any(fn.startswith(hs.part_of) for fn in info.functions[d + 1:]):
             continue  # the inside of an object another site counts
-        if hit and hit[0].own_object and any(cls not in (RUNTIME, STDLIB)
-                                             for cls in info.classes[:hit[1]]):
+        if hs.own_object and any(cls not in (RUNTIME, STDLIB) for cls in info.classes[:d]):
             continue  # work the driver did under the site frame, not the object
-        if hit:
-            site = info.app_frame(hit[1])
-            matched[int(sid)] = (hit[0], site)
+        matched[int(sid)] = (hs, info.app_frame(d))
     rows = []
     for rec in per_stack.itertuples(index=False):
         m = matched.get(int(rec.stack_id))

@@ -100,6 +100,18 @@ def goroutine_stacks(ev: Evidence, g: pd.DataFrame) -> list[dict]:
     return sorted(out, key=lambda d: -d["count"])[:10]
 
 
+def heap_stacks(ev: Evidence, rows: pd.DataFrame, by: str, top: int,
+                bytes_col: str | None = "inuse_space") -> list[dict]:
+    """The report's stack entries for the ``top`` heap rows by ``by``: their live objects,
+    live bytes (when ``bytes_col`` is known) and frames."""
+    return [{"stack_id": int(r.stack_id), "source": "heap", "count": None, "state": None,
+             "wait_minutes_min": None, "wait_minutes_max": None,
+             "inuse_objects": int(r.inuse_objects),
+             "inuse_bytes": int(getattr(r, bytes_col)) if bytes_col else None,
+             "frames": _stack_frames(ev, int(r.stack_id))}
+            for r in rows.sort_values(by, ascending=False).head(top).itertuples()]
+
+
 def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list[SiteEvidence]:
     b = _past_helpers(ev, buckets[buckets["site_function"].notna()], pass_through_helpers(ev))
     if not len(b):
@@ -125,13 +137,7 @@ def heap_sites(ev: Evidence, buckets: pd.DataFrame, role: str = "cause") -> list
                           heap_inuse_bytes=int(space.get(last_round, 0)), growth=objs.delta,
                           stack_ids=sorted({int(s) for s in g["stack_id"]}),
                           note=_with_via("", g))
-        latest = g[g["round"] == g["round"].max()]
-        se.stacks = [{
-            "stack_id": int(r.stack_id), "source": "heap", "count": None, "state": None,
-            "wait_minutes_min": None, "wait_minutes_max": None,
-            "inuse_objects": int(r.inuse_objects), "inuse_bytes": int(r.inuse_space),
-            "frames": _stack_frames(ev, int(r.stack_id)),
-        } for r in latest.sort_values("inuse_objects", ascending=False).head(5).itertuples()]
+        se.stacks = heap_stacks(ev, g[g["round"] == g["round"].max()], "inuse_objects", 5)
         out.append(se)
     return out
 
@@ -325,12 +331,7 @@ def inferred_sites(ev: Evidence, note: str, calls: tuple[str, ...] = (),
         se.note = _with_via(se.note, grp)
         se.stack_ids = sorted(set(se.stack_ids) | {int(x) for x in grp["stack_id"]})
         if not any(st["source"] == "heap" for st in se.stacks):
-            top = grp.sort_values("alloc_objects", ascending=False).head(3)
-            se.stacks += [{"stack_id": int(r.stack_id), "source": "heap", "count": None,
-                           "state": None, "wait_minutes_min": None, "wait_minutes_max": None,
-                           "inuse_objects": int(r.inuse_objects), "inuse_bytes": None,
-                           "frames": _stack_frames(ev, int(r.stack_id))}
-                          for r in top.itertuples()]
+            se.stacks += heap_stacks(ev, grp, "alloc_objects", 3, bytes_col=None)
     out = list(sites.values())
     for s in out:
         s.inferred = True

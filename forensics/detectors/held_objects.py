@@ -56,8 +56,6 @@ SPECS = (
 DRIVER_SIGS = ("pq.watchCancel", "pgx.ctxwatch")
 #: Pools these objects draw connections from (pgx's Rows pin pgxpool's connections).
 SQL_POOLS = frozenset({"sql_pool_exhausted", "pgxpool_exhausted"})
-#: Heap sites of pgx's own objects, and what to call them (not *sql.Rows).
-_PGX_LABEL = {"pgx.Rows": "pgx.Rows"}
 
 #: A transaction or result set open for over a minute is almost never intended.
 STUCK_MINUTES = 1
@@ -192,10 +190,11 @@ def _unattributed_driver_holders(ev: Evidence, rows_holders):
 
 
 def _label(spec: Spec, heap: pd.DataFrame) -> str:
-    """What to call the objects: pgx's own Rows when those are all the heap shows."""
-    sites = set(heap.loc[heap["inuse_objects"] > 0, "heap_site"].dropna().astype(str))
-    if sites and sites <= set(_PGX_LABEL):
-        return " / ".join(sorted({_PGX_LABEL[s] for s in sites}))
+    """What to call the objects: a driver's own (pgx's rows) when those are all the heap
+    shows, else database/sql's."""
+    live = heap[heap["inuse_objects"] > 0]
+    if len(live) and not live["heap_site"].astype(str).str.startswith("sql.").any():
+        return " / ".join(sorted(set(live["object"].astype(str))))
     return spec.label
 
 

@@ -11,6 +11,8 @@ causes.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from ..correlate import QUIET_MS
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import VICTIM_NOTE, Check, Finding, SiteEvidence
@@ -54,9 +56,8 @@ def detect(ev: Evidence) -> list[Finding]:
 
 #: Pools whose connections go to a data store the sockets label "database" (the manifest
 #: names it, or it listens on a well-known port such as 5432, 3306 or 6379).
+#: Their holding calls (queries, transactions, dedicated connections) are known too.
 _DB_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
-#: Pools whose holding calls (queries, transactions, dedicated connections) are known.
-_HOLDING_POOLS = ("sql_pool_exhausted", "pgxpool_exhausted", "redis_pool_exhausted")
 
 
 def holding_candidates(ev: Evidence, kind: str = "sql_pool_exhausted") -> list[SiteEvidence]:
@@ -90,7 +91,7 @@ def _credit_waiters_below(ev: Evidence, kind: str, sites: list[SiteEvidence]) ->
     victims = g[(g["leak_kind"] == kind) & (g["role"] == "victim") & (g["round"] == rounds[-1])]
     counts: dict[str, int] = {}
     for sid, n in zip(victims["stack_id"], victims["count"], strict=True):
-        info = ev.stacks.get(int(sid)) if sid == sid and sid is not None else None
+        info = ev.stacks.get(int(sid)) if pd.notna(sid) else None
         if info is None:
             continue
         first = info.app_frame()
@@ -241,7 +242,7 @@ def _detect_kind_once(ev: Evidence, kind: str) -> Finding | None:
                                 "dbstats": {"pinned_rounds": pinned, "rounds": stat_rounds,
                                             "wait_count_by_round": list(wait_trend.values)}},
                       sites=victims_sites, checks=checks, advice=advice)
-    if severity != "info" and kind in _HOLDING_POOLS:
+    if severity != "info" and kind in _DB_POOLS:
         finding.sites += holding_candidates(ev, kind)
         finding.advice = capture_advice(ev, "holds the connections")
     return finding

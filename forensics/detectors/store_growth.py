@@ -3,9 +3,9 @@
 The fallback for clients no other rule knows: a Redis PubSub never closed (go-redis keeps
 those outside its pool, unbounded), a driver without a pool rule here, a hand-rolled
 dialer. A pool, however busy, stops at its size; connections to the store rising in every
-round by tens do not stop. The line comes from the heap: allocations made on a dial path
-(``net.(*Dialer).DialContext`` below an app frame) that are still live and growing are the
-connections' own buffers and structures, allocated where the app asked for them.
+round by tens do not stop. The line comes from the heap: an app line with a dial below it
+(``net.(*Dialer).DialContext``) whose live memory grows holds the connections' own buffers
+and structures, allocated where the app asked for them.
 
 Only when no specific rule explains the growth (a leaked Tx, a pool per request ... each
 also adds connections): then this finding would say the same thing less precisely.
@@ -18,7 +18,7 @@ import numpy as np
 from ..evidence import Evidence, sum_by_round, trend
 from ..findings import Check, Finding, SiteEvidence
 from ..signatures import STORE_CONN_GROWTH
-from .common import _stack_frames, capture_advice, confidence, db_established
+from .common import capture_advice, confidence, db_established, heap_stacks
 
 SUPPRESSED_BY = frozenset({
     "sql_tx_leak", "sql_rows_leak", "sql_conn_leak", "sql_stmt_leak", "sql_pool_exhausted",
@@ -76,7 +76,7 @@ def _dial_sites(ev: Evidence) -> list[SiteEvidence]:
     rounds = ev.heap_rounds()
     if len(rounds) < 2 or not len(hs):
         return []
-    site_of: dict[int, tuple] = {}
+    stacks_of: dict[tuple, list[int]] = {}  # app line -> the stacks allocating under it
     dialing: set[tuple] = set()
     for sid in hs["stack_id"].dropna().unique().tolist():
         info = ev.stacks.get(int(sid))
@@ -84,12 +84,12 @@ def _dial_sites(ev: Evidence) -> list[SiteEvidence]:
         if site is None:
             continue
         key = (site.function, site.file, site.line)
-        site_of[int(sid)] = key
+        stacks_of.setdefault(key, []).append(int(sid))
         if any(fn.startswith(DIAL_FRAMES) for fn in info.functions):
             dialing.add(key)
     out = []
     for key in dialing:
-        sids = [sid for sid, k in site_of.items() if k == key]
+        sids = stacks_of[key]
         mine = hs[hs["stack_id"].isin(sids)]
         space = trend(sum_by_round(mine, "inuse_space"), rounds)
         if not space.growing(min_delta=MIN_GROWTH_BYTES):
@@ -102,12 +102,7 @@ def _dial_sites(ev: Evidence) -> list[SiteEvidence]:
                           growth=max(objs.delta, 0), stack_ids=sorted(sids),
                           note="opens connections (a dial below this line); the live memory "
                                f"allocated here grows {_mib(space.values)}")
-        se.stacks = [{"stack_id": int(r.stack_id), "source": "heap", "count": None,
-                      "state": None, "wait_minutes_min": None, "wait_minutes_max": None,
-                      "inuse_objects": int(r.inuse_objects), "inuse_bytes": int(r.inuse_space),
-                      "frames": _stack_frames(ev, int(r.stack_id))}
-                     for r in latest.sort_values("inuse_space", ascending=False)
-                     .head(3).itertuples()]
+        se.stacks = heap_stacks(ev, latest, "inuse_space", 3)
         out.append(se)
     return sorted(out, key=lambda s: -s.heap_inuse_bytes)
 
