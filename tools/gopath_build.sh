@@ -5,8 +5,8 @@
 #
 #   tools/gopath_build.sh SRCDIR IMPORT BINARY OUTDIR [PACKAGE_PATH=DEBIAN_PACKAGE ...]
 #
-# copies SRCDIR (its packages below too; not the Python beside them) to
-# OUTDIR/gopath/src/IMPORT, checks that every PACKAGE_PATH exists
+# copies SRCDIR (its packages below too; not the Python beside them) and tools/gokit/*.go
+# (package main helpers: loopback) to OUTDIR/gopath/src/IMPORT, checks that every PACKAGE_PATH exists
 # under /usr/share/gocode/src (naming DEBIAN_PACKAGE when not), builds OUTDIR/BINARY and
 # prints its path. GO (or GO119) overrides the toolchain, TAGS sets build tags, and GOCODE names a
 # folder of Go sources searched before /usr/share/gocode. For libraries only Debian unstable
@@ -42,6 +42,7 @@ done
 tree=$OUT/gopath/src/$IMPORT
 rm -rf "$tree" && mkdir -p "$tree"
 (cd "$SRC" && tar -cf - --exclude='*.py' --exclude=__pycache__ .) | (cd "$tree" && tar -xf -)
+cp "$(dirname "$0")"/gokit/*.go "$tree"/  # package main helpers every service shares
 : "${GOCACHE:=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}"
 paths=$OUT/gopath
 if [ -n "$GOCODE" ]; then  # a GOPATH entry is the folder above src/

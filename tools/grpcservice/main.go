@@ -23,18 +23,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-func loopback(addr string) net.Listener {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || (host != "127.0.0.1" && host != "localhost") {
-		log.Fatalf("refusing non-loopback address %q", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return ln
-}
-
 func main() {
 	role := flag.String("role", "gateway", "gateway or backend")
 	listen := flag.String("listen", "127.0.0.1:0", "app (or backend gRPC) address, loopback only")

@@ -11,25 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
 	"runtime"
 	"strconv"
 )
-
-func loopback(addr string) net.Listener {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || (host != "127.0.0.1" && host != "localhost") {
-		log.Fatalf("refusing non-loopback address %q", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	return ln
-}
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "app address (loopback only)")
